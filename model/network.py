@@ -1,0 +1,147 @@
+"""Embedding -> (Bi)LSTM over packed sequences -> pooling -> dense -> logits over N labels."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+POOLINGS = ("last", "max", "mean", "attention", "max_mean")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    vocab_size: int
+    embed_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    embed_dropout: float = 0.1
+    pooling: str = "max_mean"
+    labels: tuple[str, ...] = field(default=("negative", "positive"))
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.vocab_size < 3:
+            raise ValueError("vocab_size must be at least 3 (<pad>, <unk> and one token)")
+        if self.embed_dim < 1 or self.hidden_size < 1 or self.num_layers < 1:
+            raise ValueError("embed_dim, hidden_size and num_layers must be positive")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.embed_dropout < 1.0:
+            raise ValueError("dropout and embed_dropout must be in [0, 1)")
+        if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must name at least two distinct classes")
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def encoder_dim(self) -> int:
+        return self.hidden_size * (2 if self.bidirectional else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["labels"] = list(self.labels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClassifierConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown classifier config keys: {sorted(unknown)}")
+        d = dict(d)
+        if "labels" in d:
+            d["labels"] = tuple(d["labels"])
+        return cls(**d)
+
+
+class Encoder(nn.Module):
+    """Token ids to contextual states; shared by the classifier and the pretraining LM."""
+
+    def __init__(self, cfg: ClassifierConfig) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id)
+        self.embed_dropout = nn.Dropout(cfg.embed_dropout)
+        self.lstm = nn.LSTM(
+            cfg.embed_dim,
+            cfg.hidden_size,
+            num_layers=cfg.num_layers,
+            bidirectional=cfg.bidirectional,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+        )
+        self.bidirectional = cfg.bidirectional
+
+    def forward(
+        self, ids: Tensor, lengths: Tensor, emb: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Return (outputs (B, T, D), last (B, D)); padding positions of outputs are zero.
+
+        `emb` (B, T, E) replaces the embedding lookup; gradient x input explanations need it.
+        """
+        x = self.embed_dropout(self.embedding(ids) if emb is None else emb)  # (B, T, E)
+        # pack_padded_sequence wants lengths on the CPU whatever device the model is on.
+        packed = pack_padded_sequence(
+            x, lengths.to("cpu"), batch_first=True, enforce_sorted=False
+        )
+        out, (h_n, _) = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.size(1))  # (B, T, D)
+        if self.bidirectional:
+            last = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward end, backward start
+        else:
+            last = h_n[-1]  # (B, H)
+        return out, last
+
+
+class Pooling(nn.Module):
+    def __init__(self, kind: str, dim: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.attn = nn.Linear(dim, 1) if kind == "attention" else None
+        self.last_weights: Tensor | None = None  # (B, T) attention, kept for explanations
+
+    def forward(self, out: Tensor, last: Tensor, mask: Tensor) -> Tensor:
+        # out (B, T, D); mask (B, T) True on real tokens
+        if self.kind == "last":
+            return last
+        m = mask.unsqueeze(-1)  # (B, T, 1)
+        if self.kind == "attention":
+            assert self.attn is not None
+            scores = self.attn(out).squeeze(-1).masked_fill(~mask, float("-inf"))  # (B, T)
+            weights = torch.softmax(scores, dim=-1)
+            self.last_weights = weights
+            return torch.bmm(weights.unsqueeze(1), out).squeeze(1)  # (B, D)
+        mean = (out * m).sum(1) / m.sum(1).clamp(min=1)  # (B, D)
+        if self.kind == "mean":
+            return mean
+        mx = out.masked_fill(~m, float("-inf")).amax(1)  # (B, D)
+        if self.kind == "max":
+            return mx
+        return torch.cat([mx, mean], dim=-1)  # (B, 2D)
+
+
+class SentimentClassifier(nn.Module):
+    def __init__(self, cfg: ClassifierConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.pool = Pooling(cfg.pooling, cfg.encoder_dim)
+        pooled = cfg.encoder_dim * (2 if cfg.pooling == "max_mean" else 1)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(pooled, cfg.num_labels)
+
+    def forward(self, ids: Tensor, lengths: Tensor, emb: Tensor | None = None) -> Tensor:
+        """ids (B, T) padded with pad_id, lengths (B,) >= 1 -> logits (B, N)."""
+        if bool((lengths < 1).any()):
+            raise ValueError("every sequence needs at least one token (use <unk> for empty text)")
+        out, last = self.encoder(ids, lengths, emb)  # (B, T, D), (B, D)
+        mask = ids != self.cfg.pad_id  # (B, T)
+        pooled = self.pool(out, last, mask)
+        return self.head(self.dropout(pooled))  # (B, N)

@@ -1,0 +1,103 @@
+"""Batched inference: raw texts in, labels and probabilities out, in input order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from model.artifact import LoadedModel
+from model.vocab import UNK_ID
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One text after the shared text pipeline; what the model and the drift monitor see."""
+
+    ids: list[int]
+    n_tokens: int  # before truncation; 0 means the text was empty after normalisation
+    n_oov: int  # among the kept ids
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float  # probability of the positive label (binary) or of the predicted label
+    probabilities: dict[str, float]
+    n_tokens: int
+    n_oov: int
+
+    @property
+    def confidence(self) -> float:
+        return max(self.probabilities.values())
+
+
+class Predictor:
+    """Holds a loaded model on its device and labels lists of texts.
+
+    Texts are sorted by length and cut into batches so each batch pads to a similar length; on
+    CUDA each batch is built in pinned host memory and copied with non_blocking=True.
+    """
+
+    def __init__(self, loaded: LoadedModel, batch_size: int = 256) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.loaded = loaded
+        self.model = loaded.model.eval()
+        self.device = loaded.device
+        self.batch_size = batch_size
+        labels = loaded.labels
+        self.labels = labels
+        # Binary models report P(positive) as the score users threshold on.
+        self._score_index = labels.index("positive") if "positive" in labels else None
+        self._pin = self.device.type == "cuda"
+
+    def encode(self, texts: list[str]) -> list[Encoded]:
+        out = []
+        lm = self.loaded
+        for text in texts:
+            tokens = lm.tokenizer.tokenize(text)
+            ids = lm.vocab.encode(tokens, lm.max_len)
+            out.append(Encoded(ids=ids, n_tokens=len(tokens), n_oov=ids.count(UNK_ID)))
+        return out
+
+    @torch.inference_mode()
+    def probabilities(self, encoded: list[Encoded]) -> torch.Tensor:
+        """(N, labels) probabilities on the CPU, rows in the order of `encoded`."""
+        n = len(encoded)
+        probs = torch.empty((n, len(self.labels)), dtype=torch.float32)
+        if n == 0:
+            return probs
+        order = sorted(range(n), key=lambda i: len(encoded[i].ids))
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            # An empty text still needs one step through the LSTM; it reads as one <unk>.
+            seqs = [encoded[i].ids or [UNK_ID] for i in idx]
+            width = max(len(s) for s in seqs)
+            ids = torch.zeros((len(seqs), width), dtype=torch.long, pin_memory=self._pin)
+            for row, s in enumerate(seqs):
+                ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+            lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+            logits = self.model(ids.to(self.device, non_blocking=self._pin), lengths)
+            probs[torch.tensor(idx)] = torch.softmax(logits.float(), dim=-1).cpu()
+        return probs
+
+    def predict_encoded(self, encoded: list[Encoded]) -> list[Prediction]:
+        probs = self.probabilities(encoded).tolist()
+        results = []
+        for enc, row in zip(encoded, probs, strict=True):
+            best = max(range(len(row)), key=row.__getitem__)
+            score = row[self._score_index] if self._score_index is not None else row[best]
+            results.append(
+                Prediction(
+                    label=self.labels[best],
+                    score=score,
+                    probabilities=dict(zip(self.labels, row, strict=True)),
+                    n_tokens=enc.n_tokens,
+                    n_oov=enc.n_oov,
+                )
+            )
+        return results
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        return self.predict_encoded(self.encode(texts))
