@@ -1,0 +1,239 @@
+"""The service's settings: one frozen object, read once at start-up and passed down.
+
+Every field is read from `SENTIMENT_<FIELD>` in the environment, a `.env` file, or a file named
+`sentiment_<field>` in the secrets directory (`SENTIMENT_SECRETS_DIR`, default
+`/run/secrets/sentiment`, where Kubernetes mounts a Secret). Keyword arguments override all three,
+which is how tests build one.
+
+Any librdkafka property (SASL, SSL, tuning) passes through `SENTIMENT_KAFKA_CONFIG`, a JSON
+object, and through secrets-directory files named `kafka.<property>` (for example
+`kafka.sasl.password`), so a credential can live in its own Secret key. Both are SecretStr: they
+never appear in logs, reprs or error messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SENTIMENT_"
+SECRETS_DIR_ENV = "SENTIMENT_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = "/run/secrets/sentiment"
+KAFKA_SECRET_FILE_PREFIX = "kafka."
+
+# Kafka's own rule for topic names.
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOST_PORT = re.compile(r"^[^\s:,]+:(\d{1,5})$")
+# Properties the service sets itself because its delivery guarantee depends on them.
+MANAGED_KAFKA_KEYS = frozenset(
+    {
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "enable.idempotence",
+        "isolation.level",
+        "transactional.id",
+        "on_commit",
+        "stats_cb",
+        "error_cb",
+    }
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with; the message names the variable."""
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    bootstrap_servers: str = Field(description="host:port[,host:port...] of the Kafka cluster")
+    input_topic: str = "posts"
+    output_topic: str = "posts.sentiment"
+    dlq_topic: str = "posts.dlq"
+    group_id: str = "sentiment"
+    model: str = Field("default", description="'default' (the shipped model) or a directory")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    # Chosen from benchmarks/batch_sizes.py on the 2-core CPU machine: see the README.
+    batch_max_size: int = Field(256, ge=1, le=10_000)
+    batch_max_wait_ms: int = Field(50, ge=1, le=60_000)
+    text_field: str = Field("text", min_length=1)
+    input_format: Literal["json", "text"] = "json"
+    # Posts are short (a Weibo post is at most 2,000 characters, about 6 KB of UTF-8).
+    max_message_bytes: int = Field(65_536, ge=16, le=16 * 1024 * 1024)
+    http_port: int = Field(9108, ge=1, le=65_535)
+    processing_guarantee: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    # Exactly-once only. Must stay the same across restarts of one instance so that a restart
+    # aborts the transaction its predecessor left open; empty means `<group_id>-<hostname>`.
+    transactional_id: str = ""
+    kafka_config: SecretStr = Field(
+        SecretStr("{}"), description="JSON object of extra librdkafka properties"
+    )
+    statistics_interval_ms: int = Field(5000, ge=0, le=3_600_000)
+    drift_window_size: int = Field(2000, ge=1, le=10_000_000)
+    drift_window_seconds: float = Field(600.0, gt=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _kafka_secret_files: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        # The secrets directory is chosen at construction, not import, and only if it exists
+        # (pydantic-settings warns about a missing one, which is the normal case off Kubernetes).
+        if "_secrets_dir" not in values:
+            secrets = Path(os.environ.get(SECRETS_DIR_ENV, DEFAULT_SECRETS_DIR))
+            values["_secrets_dir"] = secrets if secrets.is_dir() else None
+        secrets_dir = values["_secrets_dir"]
+        super().__init__(**values)
+        if secrets_dir is not None:
+            self._kafka_secret_files = _read_kafka_secret_files(Path(secrets_dir))
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, v: str) -> str:
+        servers = [s.strip() for s in v.split(",")]
+        for s in servers:
+            m = _HOST_PORT.match(s)
+            if not m or not 0 < int(m.group(1)) < 65_536:
+                raise ValueError(f"expected host:port[,host:port...]; {s!r} is not host:port")
+        return ",".join(servers)
+
+    @field_validator("input_topic", "output_topic", "dlq_topic")
+    @classmethod
+    def _check_topic(cls, v: str) -> str:
+        if not _TOPIC.match(v) or v in (".", ".."):
+            raise ValueError("a topic name is 1-249 characters of letters, digits, '.', '_', '-'")
+        return v
+
+    @field_validator("group_id")
+    @classmethod
+    def _check_group(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, v: str) -> str:
+        if v != "default" and not Path(v).expanduser().is_dir():
+            raise ValueError("must be 'default' or an existing model artifact directory")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return v
+
+    @field_validator("kafka_config")
+    @classmethod
+    def _check_kafka_config(cls, v: SecretStr) -> SecretStr:
+        # Errors here must not echo the value: it may hold a password.
+        try:
+            parsed = json.loads(v.get_secret_value() or "{}")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"must be a JSON object of librdkafka properties ({e.msg})") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object of librdkafka properties")
+        for key, value in parsed.items():
+            if not isinstance(value, str | int | float | bool):
+                raise ValueError(f"property {key!r} must be a string, number or boolean")
+        managed = sorted(set(parsed) & MANAGED_KAFKA_KEYS)
+        if managed:
+            raise ValueError(
+                f"{managed} are set by the service itself; use the SENTIMENT_ settings"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _check_topics_differ(self) -> Settings:
+        if self.input_topic in (self.output_topic, self.dlq_topic):
+            raise ValueError(
+                f"{env_name('input_topic')} must differ from the output and dead-letter topics"
+            )
+        return self
+
+    def librdkafka_config(self) -> dict[str, str | int | float | bool]:
+        """Passthrough properties: the JSON setting, then secrets-directory files on top."""
+        props: dict[str, str | int | float | bool] = json.loads(
+            self.kafka_config.get_secret_value() or "{}"
+        )
+        props.update({k: v.get_secret_value() for k, v in self._kafka_secret_files.items()})
+        return props
+
+    def effective_transactional_id(self) -> str:
+        import socket
+
+        return self.transactional_id or f"{self.group_id}-{socket.gethostname()}"
+
+
+def _read_kafka_secret_files(directory: Path) -> dict[str, SecretStr]:
+    props = {}
+    for path in sorted(directory.glob(KAFKA_SECRET_FILE_PREFIX + "*")):
+        key = path.name[len(KAFKA_SECRET_FILE_PREFIX) :]
+        if key in MANAGED_KAFKA_KEYS:
+            raise SettingsError(
+                f"{path}: {key!r} is set by the service itself; use the SENTIMENT_ settings"
+            )
+        if path.is_file():
+            props[key] = SecretStr(path.read_text(encoding="utf-8").strip())
+    return props
+
+
+def describe_error(err: ValidationError) -> str:
+    """One line per bad setting, naming its environment variable and what is allowed.
+
+    The offending value is shown except for secrets, which are never echoed.
+    """
+    lines = []
+    for e in err.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        msg = e["msg"].removeprefix("Value error, ")
+        if not field:  # a check across fields; its message names the variables itself
+            lines.append(msg)
+            continue
+        name = env_name(field)
+        if e["type"] == "missing":
+            msg = "is required" + (
+                f" ({Settings.model_fields[field].description})"
+                if field in Settings.model_fields and Settings.model_fields[field].description
+                else ""
+            )
+            lines.append(f"{name} {msg}")
+            continue
+        secret = field == "kafka_config"
+        shown = "" if secret else f"={e.get('input')!r}"
+        lines.append(f"{name}{shown}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning pydantic's report into a SettingsError naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise SettingsError(describe_error(e)) from None
