@@ -101,15 +101,19 @@ OOV_RATIO = Gauge(
     registry=REGISTRY,
 )
 LABEL_SHARE = Gauge(
-    "sentiment_label_share", "Share of each label in the recent window.", ["label"],
+    "sentiment_label_share",
+    "Share of each label in the recent window.",
+    ["label"],
     registry=REGISTRY,
 )
 MEAN_CONFIDENCE = Gauge(
-    "sentiment_mean_confidence", "Mean top-label probability in the recent window.",
+    "sentiment_mean_confidence",
+    "Mean top-label probability in the recent window.",
     registry=REGISTRY,
 )
 GPU_MEMORY = Gauge(
-    "sentiment_gpu_memory_bytes", "CUDA memory allocated by the model process.",
+    "sentiment_gpu_memory_bytes",
+    "CUDA memory allocated by the model process.",
     registry=REGISTRY,
 )
 
@@ -117,3 +121,12 @@ for _reason in DLQ_REASONS:
     DEAD_LETTERS.labels(reason=_reason)
 for _feature in ("score", "token_length"):
     DRIFT_PSI.labels(feature=_feature)
+for _window in ("recent", "reference"):
+    OOV_RATIO.labels(window=_window)
+
+
+def init_label_series(labels: tuple[str, ...]) -> None:
+    """Pre-initialise the per-label series once the model (and so its label set) is known."""
+    for label in labels:
+        RESULTS_PRODUCED.labels(label=label)
+        LABEL_SHARE.labels(label=label)

@@ -1,0 +1,109 @@
+"""Consumer lag per partition, from librdkafka's statistics or from cached watermarks.
+
+librdkafka's own `consumer_lag` is -1 until the group has committed an offset on a partition
+(seen with Tansu and with Kafka), which would leave a freshly assigned backlog invisible. So lag
+is computed here from the same statistics: the partition's end offset (last stable offset, the
+high watermark for read_uncommitted) minus the best known progress of this member, which is the
+stored offset (results delivered, to be committed), else the committed offset, else the
+application's position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from confluent_kafka import TopicPartition
+
+from consumer import metrics
+
+log = logging.getLogger(__name__)
+
+# Series this process has set, so partitions that leave the assignment are removed, not frozen.
+_published: set[tuple[str, str]] = set()
+
+
+def partition_lag(p: Mapping[str, Any]) -> int | None:
+    """Lag of one partition entry of the statistics JSON, or None when it is not known yet."""
+    end = p.get("ls_offset", -1)
+    if end is None or end < 0:
+        end = p.get("hi_offset", -1)
+    if end is None or end < 0:
+        return None
+    for key in ("stored_offset", "committed_offset", "app_offset"):
+        done = p.get(key, -1)
+        if done is not None and done >= 0:
+            return max(int(end) - int(done), 0)
+    return None
+
+
+def handle_stats(stats_json: str) -> None:
+    """`stats_cb` for the consumer: set sentiment_consumer_lag for each assigned partition."""
+    try:
+        stats = json.loads(stats_json)
+    except json.JSONDecodeError:
+        log.warning("librdkafka statistics were not JSON; lag not updated")
+        return
+    if stats.get("type") not in (None, "consumer"):
+        return
+    seen: set[tuple[str, str]] = set()
+    for topic, t in (stats.get("topics") or {}).items():
+        for part, p in (t.get("partitions") or {}).items():
+            # -1 is librdkafka's internal "unassigned" partition; undesired ones are not ours.
+            if part == "-1" or not p.get("desired", False):
+                continue
+            key = (topic, part)
+            seen.add(key)
+            lag = partition_lag(p)
+            if lag is not None:
+                metrics.CONSUMER_LAG.labels(topic=topic, partition=part).set(lag)
+                _published.add(key)
+    _forget(_published - seen)
+
+
+class _WatermarkSource(Protocol):
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float | None = ..., cached: bool = ...
+    ) -> tuple[int, int] | None: ...
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+
+
+def update_lag_from_watermarks(
+    consumer: _WatermarkSource, partitions: Iterable[TopicPartition]
+) -> None:
+    """Fallback when statistics are off: high watermark minus position, per partition.
+
+    Uses the watermarks librdkafka cached from its last fetch (no broker round trip, so it is
+    cheap enough to call once per batch). Tansu answers a ListOffsets request for the latest
+    offset with a wrong value, so the uncached query is deliberately not used.
+    """
+    parts = list(partitions)
+    if not parts:
+        return
+    for tp in consumer.position(parts):
+        offsets = consumer.get_watermark_offsets(tp, cached=True)
+        if offsets is None or tp.offset < 0:
+            continue
+        _low, high = offsets
+        if high < 0:
+            continue
+        key = (tp.topic, str(tp.partition))
+        metrics.CONSUMER_LAG.labels(topic=key[0], partition=key[1]).set(max(high - tp.offset, 0))
+        _published.add(key)
+
+
+def forget_partitions(partitions: Iterable[TopicPartition]) -> None:
+    """Drop the lag series of revoked partitions (call from on_revoke / on_lost)."""
+    _forget({(tp.topic, str(tp.partition)) for tp in partitions})
+
+
+def _forget(keys: set[tuple[str, str]]) -> None:
+    for topic, part in keys:
+        # remove() raises KeyError for a series that was never set; nothing to drop then.
+        with contextlib.suppress(KeyError):
+            metrics.CONSUMER_LAG.remove(topic, part)
+        _published.discard((topic, part))
