@@ -33,7 +33,7 @@ class _Post(NamedTuple):
     at: float
     score_bin: int
     length_bin: int
-    n_tokens: int
+    n_kept: int  # tokens left after truncation, the OOV ratio's denominator
     n_oov: int
     label: str
     confidence: int  # micro-units
@@ -56,7 +56,8 @@ class DriftMonitor:
 
     `window_size` bounds the window by posts and `window_seconds` by age; 0 disables a bound,
     and at least one must be set. Call `update` once per batch, with an empty list on an idle
-    poll so that the time bound also ages the window when no traffic arrives.
+    poll so that the time bound also ages the window when no traffic arrives. Pass the model's
+    `max_len` so the OOV ratio has the reference's denominator (tokens kept after truncation).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class DriftMonitor:
         window_seconds: float,
         *,
         min_posts: int = 100,
+        max_len: int | None = None,
     ) -> None:
         if window_size < 0 or window_seconds < 0:
             raise ValueError("window_size and window_seconds must be >= 0")
@@ -77,6 +79,9 @@ class DriftMonitor:
         self.window_size = window_size
         self.window_seconds = window_seconds
         self.min_posts = min(min_posts, window_size) if window_size else min_posts
+        # The reference's OOV ratio counts the tokens kept after truncation to max_len, which is
+        # also what Prediction.n_oov counts; pass the model's max_len to compare like for like.
+        self.max_len = max_len
         if reference is None:
             log.warning("the model artifact has no reference.json: drift PSI will read NaN")
         # Bin by the reference's own edges so the comparison is like for like.
@@ -103,7 +108,7 @@ class DriftMonitor:
                     at=at,
                     score_bin=bin_index(p.score, self._score_edges),
                     length_bin=bin_index(float(p.n_tokens), self._length_edges),
-                    n_tokens=p.n_tokens,
+                    n_kept=min(p.n_tokens, self.max_len) if self.max_len else p.n_tokens,
                     n_oov=p.n_oov,
                     label=p.label,
                     confidence=round(p.confidence * _CONF_SCALE),
@@ -142,7 +147,7 @@ class DriftMonitor:
     def _apply(self, post: _Post, sign: int) -> None:
         self._score_counts[post.score_bin] += sign
         self._length_counts[post.length_bin] += sign
-        self._tokens += sign * post.n_tokens
+        self._tokens += sign * post.n_kept
         self._oov += sign * post.n_oov
         self._label_counts[post.label] = self._label_counts.get(post.label, 0) + sign
         self._confidence += sign * post.confidence
