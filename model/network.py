@@ -88,15 +88,11 @@ class Encoder(nn.Module):
         """
         x = self.embed_dropout(self.embedding(ids) if emb is None else emb)  # (B, T, E)
         # pack_padded_sequence wants lengths on the CPU whatever device the model is on.
-        packed = pack_padded_sequence(
-            x, lengths.to("cpu"), batch_first=True, enforce_sorted=False
-        )
+        packed = pack_padded_sequence(x, lengths.to("cpu"), batch_first=True, enforce_sorted=False)
         out, (h_n, _) = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.size(1))  # (B, T, D)
-        if self.bidirectional:
-            last = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # (B, 2H): forward end, backward start
-        else:
-            last = h_n[-1]  # (B, H)
+        # (B, 2H) joins the forward end and the backward start; (B, H) when unidirectional
+        last = torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.bidirectional else h_n[-1]
         return out, last
 
 

@@ -50,7 +50,6 @@ class Predictor:
         self.labels = labels
         # Binary models report P(positive) as the score users threshold on.
         self._score_index = labels.index("positive") if "positive" in labels else None
-        self._pin = self.device.type == "cuda"
 
     def encode(self, texts: list[str]) -> list[Encoded]:
         out = []
@@ -61,26 +60,11 @@ class Predictor:
             out.append(Encoded(ids=ids, n_tokens=len(tokens), n_oov=ids.count(UNK_ID)))
         return out
 
-    @torch.inference_mode()
     def probabilities(self, encoded: list[Encoded]) -> torch.Tensor:
         """(N, labels) probabilities on the CPU, rows in the order of `encoded`."""
-        n = len(encoded)
-        probs = torch.empty((n, len(self.labels)), dtype=torch.float32)
-        if n == 0:
-            return probs
-        order = sorted(range(n), key=lambda i: len(encoded[i].ids))
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            # An empty text still needs one step through the LSTM; it reads as one <unk>.
-            seqs = [encoded[i].ids or [UNK_ID] for i in idx]
-            width = max(len(s) for s in seqs)
-            ids = torch.zeros((len(seqs), width), dtype=torch.long, pin_memory=self._pin)
-            for row, s in enumerate(seqs):
-                ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-            lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-            logits = self.model(ids.to(self.device, non_blocking=self._pin), lengths)
-            probs[torch.tensor(idx)] = torch.softmax(logits.float(), dim=-1).cpu()
-        return probs
+        return batched_probabilities(
+            self.model, [e.ids for e in encoded], self.batch_size, self.device, len(self.labels)
+        )
 
     def predict_encoded(self, encoded: list[Encoded]) -> list[Prediction]:
         probs = self.probabilities(encoded).tolist()
@@ -101,3 +85,36 @@ class Predictor:
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         return self.predict_encoded(self.encode(texts))
+
+
+@torch.inference_mode()
+def batched_probabilities(
+    model: torch.nn.Module,
+    seqs: list[list[int]],
+    batch_size: int,
+    device: torch.device,
+    n_labels: int,
+) -> torch.Tensor:
+    """Softmax outputs for id sequences, batched by length; rows in input order, on the CPU.
+
+    Sorting by length means each batch pads only to its own longest sequence. On CUDA each batch
+    is built in pinned host memory and copied with non_blocking=True.
+    """
+    n = len(seqs)
+    probs = torch.empty((n, n_labels), dtype=torch.float32)
+    if n == 0:
+        return probs
+    pin = device.type == "cuda"
+    order = sorted(range(n), key=lambda i: len(seqs[i]))
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        # An empty text still needs one step through the LSTM; it reads as one <unk>.
+        batch = [seqs[i] or [UNK_ID] for i in idx]
+        width = max(len(s) for s in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long, pin_memory=pin)
+        for row, s in enumerate(batch):
+            ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        lengths = torch.tensor([len(s) for s in batch], dtype=torch.long)
+        logits = model(ids.to(device, non_blocking=pin), lengths)
+        probs[torch.tensor(idx)] = torch.softmax(logits.float(), dim=-1).cpu()
+    return probs

