@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     # Chosen from benchmarks/batch_sizes.py on the 2-core CPU machine: see the README.
     batch_max_size: int = Field(256, ge=1, le=10_000)
     batch_max_wait_ms: int = Field(50, ge=1, le=60_000)
+    # The forward pass runs in chunks of this many posts sorted by length (less padding); on
+    # CPU small chunks measured fastest, on a GPU larger ones are (see benchmarks/).
+    inference_batch_size: int = Field(64, ge=1, le=10_000)
+    # Intra-op threads for PyTorch on CPU; 0 keeps PyTorch's default (one per core). One thread
+    # leaves the other core to librdkafka and the HTTP server, and measured faster here.
+    torch_threads: int = Field(1, ge=0, le=1024)
     text_field: str = Field("text", min_length=1)
     input_format: Literal["json", "text"] = "json"
     # Posts are short (a Weibo post is at most 2,000 characters, about 6 KB of UTF-8).

@@ -1,0 +1,120 @@
+"""`python -m consumer`: the streaming service.
+
+Reads the settings (stops with one line naming the variable if one is bad), loads the model on
+its device, serves /metrics, /healthz and /readyz, and runs the poll loop until SIGTERM or
+SIGINT, which only set a stop flag: the loop drains the batch in hand, commits and closes, and
+the process exits 0.
+
+Exit codes: 0 after a clean stop, 2 for a bad setting or model, 1 for a fatal Kafka error.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+from consumer.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("consumer")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        print(f"consumer: bad setting: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received; draining", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return run(settings, stop)
+
+
+def run(settings: Settings, stop: threading.Event) -> int:
+    # Heavy imports after the settings check, so a bad setting fails in a fraction of a second.
+    from confluent_kafka import KafkaException
+
+    from consumer import metrics
+    from consumer.http_server import Health, HttpServer
+    from consumer.service import Service
+    from model.artifact import ArtifactError, load, resolve_device
+    from model.predictor import Predictor
+
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    health = Health(stall_seconds=max(60.0, 20 * settings.batch_max_wait_ms / 1e3))
+    try:
+        server = HttpServer(settings.http_port, health)
+    except OSError as e:
+        print(f"consumer: SENTIMENT_HTTP_PORT={settings.http_port}: {e}", file=sys.stderr)
+        return 2
+    server.start()
+    log.info("HTTP on :%d (/metrics, /healthz, /readyz)", server.port)
+    try:
+        t0 = time.perf_counter()
+        try:
+            device = resolve_device(settings.device)
+        except ValueError as e:
+            print(f"consumer: SENTIMENT_DEVICE={settings.device}: {e}", file=sys.stderr)
+            return 2
+        try:
+            loaded = load(settings.model, device=device)
+        except (ArtifactError, ValueError) as e:
+            print(f"consumer: SENTIMENT_MODEL={settings.model}: {e}", file=sys.stderr)
+            return 2
+        predictor = Predictor(loaded, batch_size=settings.inference_batch_size)
+        predictor.predict(["预热"])  # loads jieba's dictionary before the first real batch
+        metrics.init_label_series(loaded.labels)
+        metrics.MODEL_INFO.info(
+            {
+                "version": loaded.version,
+                "path": str(loaded.path),
+                "device": str(loaded.device),
+                "labels": ",".join(loaded.labels),
+            }
+        )
+        log.info(
+            "model %s on %s loaded in %.1f s; %s, batches of up to %d within %d ms",
+            loaded.version, loaded.device, time.perf_counter() - t0,
+            settings.processing_guarantee, settings.batch_max_size, settings.batch_max_wait_ms,
+        )  # fmt: skip
+        health.model_loaded = True
+        if stop.is_set():
+            return 0
+        try:
+            service = Service(settings, predictor, health, stop)
+        except KafkaException as e:
+            # librdkafka rejects a passthrough property; its value may be a secret, so drop it.
+            why = re.sub(r'value "[^"]*"', "value", str(e.args[0].str()))
+            print(f"consumer: SENTIMENT_KAFKA_CONFIG: {why}", file=sys.stderr)
+            return 2
+        try:
+            service.run()
+        except KafkaException as e:
+            log.error("fatal Kafka error: %s", e)
+            return 1
+        log.info("stopped cleanly")
+        return 0
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

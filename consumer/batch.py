@@ -1,0 +1,67 @@
+"""One micro-batch through the model: segment once, infer once, isolate the posts that fail."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from consumer import metrics
+from consumer.records import DeadLetter, Post
+from model.predictor import Encoded, Prediction, Predictor
+
+log = logging.getLogger(__name__)
+
+
+def label_batch(
+    predictor: Predictor, posts: list[Post]
+) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
+    """Label every post, or turn it into a dead letter (empty_text, inference_error).
+
+    The whole batch goes through the model in one call. If that call fails, each post is tried
+    on its own so that one poisonous post costs only itself, not its neighbours.
+    """
+    dead: list[DeadLetter] = []
+    kept: list[tuple[Post, Encoded]] = []
+    t0 = time.perf_counter()
+    for post in posts:
+        try:
+            enc = predictor.encode([post.text])[0]
+        except Exception as e:  # a tokenizer bug must not stop the stream; the post is kept
+            dead.append(_dead(post, "inference_error", e))
+            continue
+        if enc.n_tokens == 0:
+            dead.append(_dead(post, "empty_text", "no tokens after normalisation"))
+        else:
+            kept.append((post, enc))
+    t1 = time.perf_counter()
+    metrics.PREPROCESS.observe(t1 - t0)
+    if not kept:
+        return [], dead
+    try:
+        preds = predictor.predict_encoded([enc for _, enc in kept])
+        labelled = [(post, pred) for (post, _), pred in zip(kept, preds, strict=True)]
+    except Exception as e:
+        log.warning("inference failed on a batch of %d (%s); retrying post by post", len(kept), e)
+        labelled = []
+        for post, enc in kept:
+            try:
+                labelled.append((post, predictor.predict_encoded([enc])[0]))
+            except Exception as e1:  # routed to the dead-letter topic with the error text
+                dead.append(_dead(post, "inference_error", e1))
+    metrics.INFERENCE.observe(time.perf_counter() - t1)
+    return labelled, dead
+
+
+def _dead(post: Post, reason: str, error: object) -> DeadLetter:
+    src = post.source
+    log.warning("dead letter %s at %s: %s", reason, src.coordinates, error)
+    if isinstance(error, Exception):
+        error = f"{type(error).__name__}: {error}"
+    return DeadLetter(
+        reason=reason,
+        error=str(error),
+        key=post.key,
+        value=post.raw,
+        headers=post.headers,
+        source=src,
+    )

@@ -1,0 +1,175 @@
+"""Kafka messages in, result and dead-letter records out: everything but the model and the loop.
+
+An input message either decodes to a `Post` or becomes a `DeadLetter` with one of the reasons of
+`consumer.metrics.DLQ_REASONS`. A dead letter keeps the original key, value and headers, and
+adds headers saying why and where it came from, so it can be inspected and replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from model.predictor import Prediction
+
+# Header names on dead letters; the values are UTF-8 strings.
+H_REASON = "dlq.reason"
+H_ERROR = "dlq.error"
+H_TOPIC = "dlq.source.topic"
+H_PARTITION = "dlq.source.partition"
+H_OFFSET = "dlq.source.offset"
+H_TIMESTAMP = "dlq.source.timestamp"
+H_MODEL_VERSION = "model.version"
+_MAX_ERROR_CHARS = 1000
+
+log = logging.getLogger(__name__)
+
+
+class Message(Protocol):
+    """The parts of confluent_kafka.Message used here (kafka-python's records fit too)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> str | bytes | None: ...
+    def value(self) -> str | bytes | None: ...
+    def headers(self) -> Any: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a message came from, and when (milliseconds since the epoch)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    consumed_at_ms: int
+
+    @classmethod
+    def of(cls, msg: Message, consumed_at_ms: int) -> Source:
+        ts_type, ts = msg.timestamp()
+        return cls(
+            topic=msg.topic() or "",
+            partition=msg.partition() or 0,
+            offset=msg.offset() or 0,
+            timestamp_ms=ts if ts_type != 0 and ts >= 0 else None,  # 0: TIMESTAMP_NOT_AVAILABLE
+            consumed_at_ms=consumed_at_ms,
+        )
+
+    @property
+    def coordinates(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass
+class Post:
+    id: str
+    text: str
+    fields: dict[str, Any]  # the input object, carried through to the result
+    key: bytes | None
+    raw: bytes | None  # the original value and headers, for a dead letter found later
+    headers: list[tuple[str, Any]]
+    source: Source
+
+
+@dataclass
+class DeadLetter:
+    reason: str
+    error: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, Any]] = field(default_factory=list)
+    source: Source | None = None
+
+    def kafka_headers(self) -> list[tuple[str, Any]]:
+        assert self.source is not None
+        ours = [
+            (H_REASON, self.reason),
+            (H_ERROR, self.error[:_MAX_ERROR_CHARS]),
+            (H_TOPIC, self.source.topic),
+            (H_PARTITION, str(self.source.partition)),
+            (H_OFFSET, str(self.source.offset)),
+        ]
+        if self.source.timestamp_ms is not None:
+            ours.append((H_TIMESTAMP, str(self.source.timestamp_ms)))
+        return [*self.headers, *((k, v.encode("utf-8", "backslashreplace")) for k, v in ours)]
+
+
+def _as_bytes(v: str | bytes | None) -> bytes | None:
+    return v.encode("utf-8") if isinstance(v, str) else v
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def decode(
+    msg: Message, *, input_format: str, text_field: str, max_bytes: int, consumed_at_ms: int
+) -> Post | DeadLetter:
+    """Check size, encoding and shape; the emptiness check needs the tokenizer and comes later."""
+    source = Source.of(msg, consumed_at_ms)
+    key, raw = _as_bytes(msg.key()), _as_bytes(msg.value())
+    value = raw or b""
+    raw_headers = msg.headers() or []
+    headers = list(raw_headers.items() if isinstance(raw_headers, dict) else raw_headers)
+
+    def dead(reason: str, error: str) -> DeadLetter:
+        log.warning("dead letter %s at %s: %s", reason, source.coordinates, error)
+        return DeadLetter(reason, error, key, raw, headers, source)
+
+    if len(value) > max_bytes:
+        return dead("too_large", f"{len(value)} bytes; SENTIMENT_MAX_MESSAGE_BYTES is {max_bytes}")
+    try:
+        decoded = value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return dead("not_utf8", str(e))
+    if input_format == "text":
+        return Post(source.coordinates, decoded, {}, key, raw, headers, source)
+    try:
+        obj = json.loads(decoded)
+    except json.JSONDecodeError as e:
+        return dead("invalid_json", str(e))
+    if not isinstance(obj, dict):
+        return dead("invalid_json", f"expected a JSON object, got {type(obj).__name__}")
+    text = obj.get(text_field)
+    if not isinstance(text, str):
+        what = "missing" if text is None else f"a {type(text).__name__}, not a string"
+        return dead("missing_text", f"field {text_field!r} is {what}")
+    if "\\u" in decoded:
+        # \u escapes can smuggle in lone surrogates: not Unicode text, and a result holding
+        # one could not be written back out as UTF-8.
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as e:
+            return dead("not_utf8", f"JSON escapes decode to invalid Unicode: {e}")
+    post_id = obj.get("id")
+    post_id = source.coordinates if post_id is None else str(post_id)
+    return Post(post_id, text, obj, key, raw, headers, source)
+
+
+def result_value(post: Post, pred: Prediction, model_version: str, processed_at_ms: int) -> bytes:
+    """The output record: the input's fields carried through, the service's own fields on top."""
+    out = dict(post.fields)
+    if not out:
+        out["text"] = post.text  # raw-text input: keep the text so the result stands alone
+    out.update(
+        id=post.id,
+        label=pred.label,
+        score=round(pred.score, 6),
+        probabilities={k: round(v, 6) for k, v in pred.probabilities.items()},
+        model_version=model_version,
+        source={
+            "topic": post.source.topic,
+            "partition": post.source.partition,
+            "offset": post.source.offset,
+        },
+        input_timestamp_ms=post.source.timestamp_ms,
+        consumed_at_ms=post.source.consumed_at_ms,
+        processed_at_ms=processed_at_ms,
+    )
+    return json.dumps(out, ensure_ascii=False).encode("utf-8")

