@@ -5,8 +5,8 @@ librdkafka's own `consumer_lag` is -1 until the group has committed an offset on
 is computed here from the same statistics: the partition's end offset (last stable offset, the
 high watermark for read_uncommitted) minus the best known progress of this member, which is the
 stored offset (results delivered, to be committed), else the committed offset, else the
-application's position, else (nothing handed to the application yet) the fetch position, which
-is where the offset reset put a fresh member.
+application's position, else (nothing handed to the application yet) the fetch position less
+the messages prefetched but not yet handed out.
 """
 
 from __future__ import annotations
@@ -34,10 +34,13 @@ def partition_lag(p: Mapping[str, Any]) -> int | None:
         end = p.get("hi_offset", -1)
     if end is None or end < 0:
         return None
-    for key in ("stored_offset", "committed_offset", "app_offset", "next_offset"):
+    for key in ("stored_offset", "committed_offset", "app_offset"):
         done = p.get(key, -1)
         if done is not None and done >= 0:
             return max(int(end) - int(done), 0)
+    fetch = p.get("next_offset", -1)
+    if fetch is not None and fetch >= 0:
+        return max(int(end) - (int(fetch) - int(p.get("fetchq_cnt") or 0)), 0)
     return None
 
 
