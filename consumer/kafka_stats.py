@@ -15,9 +15,9 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from consumer import metrics
 
@@ -68,17 +68,7 @@ def handle_stats(stats_json: str) -> None:
     _forget(_published - seen)
 
 
-class _WatermarkSource(Protocol):
-    def get_watermark_offsets(
-        self, partition: TopicPartition, timeout: float | None = ..., cached: bool = ...
-    ) -> tuple[int, int] | None: ...
-
-    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
-
-
-def update_lag_from_watermarks(
-    consumer: _WatermarkSource, partitions: Iterable[TopicPartition]
-) -> None:
+def update_lag_from_watermarks(consumer: Consumer, partitions: Iterable[TopicPartition]) -> None:
     """Fallback when statistics are off: high watermark minus position, per partition.
 
     Uses the watermarks librdkafka cached from its last fetch (no broker round trip, so it is
