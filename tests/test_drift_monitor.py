@@ -69,6 +69,9 @@ def test_count_bound_keeps_the_latest_posts_and_matches_a_recomputation() -> Non
     stream = [
         _pred(rng.betavariate(2, 5), rng.randint(0, 400), rng.randint(0, 3)) for _ in range(5000)
     ]
+    # Values exactly on bin edges, where an off-by-one in the binning would show.
+    for i, (score, length) in enumerate(zip(SCORE_EDGES, LENGTH_EDGES[:-1], strict=False)):
+        stream[4000 + 37 * i] = _pred(score, int(length), 0)
     i = 0
     while i < len(stream):
         size = rng.randint(1, 97)
