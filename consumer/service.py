@@ -86,7 +86,7 @@ class Service:
         loaded = predictor.loaded
         self.drift = DriftMonitor(
             loaded.reference, loaded.labels, settings.drift_window_size,
-            settings.drift_window_seconds,
+            settings.drift_window_seconds, max_len=loaded.max_len,
         )  # fmt: skip
         consumer_cfg, producer_cfg = kafka_configs(settings)
         consumer_cfg["on_commit"] = self._on_commit
