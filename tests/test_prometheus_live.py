@@ -3,8 +3,9 @@
 Prometheus is Debian's server (`make system-deps`), started here with its own config and TSDB in
 a temp dir on a loopback port, scraping every second and loading deploy/prometheus/alerts.yml.
 The service is `python -m consumer` (tests/conftest.py). Then, through Prometheus's HTTP API:
-every query of every dashboard panel returns data, the alert rules evaluate cleanly, and the
-counters agree with what was produced and what the output and dead-letter topics hold.
+the counters agree with what was produced and what the output and dead-letter topics hold,
+drift stays low on held-out reviews and rises on news text, every query of every dashboard
+panel returns data, and the alert rules evaluate cleanly.
 `promtool check metrics` is run on the text the service serves on /metrics.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
 import subprocess
 import time
@@ -28,13 +30,15 @@ from typing import Any
 import pytest
 
 from consumer.embedded_broker import free_port
-from tests.conftest import encode, posts, produce, read_all, unique, wait_for
+from tests.conftest import encode, produce, read_all, unique, wait_for
 from tests.test_prometheus_dashboard import dashboard_queries
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = "sentiment"
+SAMPLES = ROOT / "consumer" / "samples" / "reviews.jsonl"  # the test split of the reviews
+WINDOW = 500  # drift window (posts): large enough that sampling noise stays well under PSI 0.1
 SCRAPE_INTERVAL_S = 1
 # Grafana's $__rate_interval is at least four scrape intervals; a little more keeps two samples
 # in every window even when a scrape is late on a busy 2-core machine.
@@ -154,13 +158,19 @@ def test_prometheus_sees_a_live_stream_truthfully(
         unique("group"),
         max_message_bytes=4096,
         batch_max_wait_ms=100,
+        drift_window_size=WINDOW,
     )
     prom = start_prometheus(svc.port)
     wait_for(lambda: prom.query(f'up{{job="{JOB}"}} == 1') != [], 60, "the scrape target up")
     t_start = time.time()
 
-    # N inputs in three waves, K of them malformed in every way a message can be.
-    good = posts(360)
+    # N inputs in three waves, K of them malformed in every way a message can be. The good ones
+    # are held-out reviews (the test split), drawn at random so the labels are mixed.
+    rows = [json.loads(line) for line in SAMPLES.read_text("utf-8").splitlines()]
+    good = [
+        {"id": f"review-{i}", "text": r["text"]}
+        for i, r in enumerate(random.Random(11).sample(rows, 600))
+    ]
     malformed: list[tuple[str, bytes]] = (
         [("invalid_json", b'{"id": "x", "text": "unterminated')] * 5
         + [("invalid_json", b"[1, 2, 3]")] * 2
@@ -170,7 +180,7 @@ def test_prometheus_sees_a_live_stream_truthfully(
         + [("empty_text", json.dumps({"id": f"e{i}", "text": "   "}).encode()) for i in range(3)]
     )
     values = encode(good)
-    waves = [values[:120] + [v for _, v in malformed[:9]], values[120:240], values[240:]]
+    waves = [values[:200] + [v for _, v in malformed[:9]], values[200:400], values[400:]]
     waves[2] += [v for _, v in malformed[9:]]
     n_total = len(values) + len(malformed)
     k_malformed = len(malformed)
@@ -225,6 +235,25 @@ def test_prometheus_sees_a_live_stream_truthfully(
     assert prom.value("sentiment_assigned_partitions") == topics.partitions
     info = prom.query("sentiment_model_info")
     assert len(info) == 1 and info[0]["metric"]["version"].startswith("v")
+
+    # Drift as operators see it: held-out reviews look like the reference...
+    assert prom.value('sentiment_drift_psi{feature="score"}') < 0.1
+    oov_reference = prom.value('sentiment_oov_ratio{window="reference"}')
+    assert prom.value('sentiment_oov_ratio{window="recent"}') < 2 * oov_reference
+    # ... and a window of news text (People's Daily) does not.
+    from training.data import unlabelled_people_daily  # test-only: another domain's text
+
+    lines = [t for t in unlabelled_people_daily() if 20 <= len(t) <= 1000]
+    news = [
+        {"id": f"news-{i}", "text": t}
+        for i, t in enumerate(random.Random(12).sample(lines, WINDOW))
+    ]
+    produce(kafka_bootstrap, topics.input, encode(news))
+    sent += len(news)
+    wait_for(partial(answered, sent), 120, f"Prometheus to see {sent} inputs answered")
+    assert prom.value('sentiment_drift_psi{feature="score"}') > 0.25
+    assert prom.value('sentiment_drift_psi{feature="token_length"}') > 0.25
+    assert prom.value('sentiment_oov_ratio{window="recent"}') > 2 * oov_reference
 
     # Every query of every dashboard panel returns data (finite points, not just empty NaN).
     t_end = time.time() + SCRAPE_INTERVAL_S
