@@ -7,6 +7,8 @@ alerts see a zero instead of no series.
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -119,10 +121,13 @@ GPU_MEMORY = Gauge(
 
 for _reason in DLQ_REASONS:
     DEAD_LETTERS.labels(reason=_reason)
+# Drift gauges read NaN, "not known yet", until the drift monitor has a window: a 0 would claim
+# the traffic matches the reference before any was seen.
 for _feature in ("score", "token_length"):
-    DRIFT_PSI.labels(feature=_feature)
+    DRIFT_PSI.labels(feature=_feature).set(math.nan)
 for _window in ("recent", "reference"):
-    OOV_RATIO.labels(window=_window)
+    OOV_RATIO.labels(window=_window).set(math.nan)
+MEAN_CONFIDENCE.set(math.nan)
 
 
 def init_label_series(labels: tuple[str, ...]) -> None:
