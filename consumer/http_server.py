@@ -80,7 +80,10 @@ class HttpServer:
     def __init__(self, port: int, health: Health, host: str = "0.0.0.0") -> None:  # noqa: S104
         self._server = ThreadingHTTPServer((host, port), _handler(health))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
+        # A short poll interval lets stop() return quickly during shutdown.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name="http", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -179,7 +179,8 @@ class Settings(BaseSettings):
     def _check_topics_differ(self) -> Settings:
         if self.input_topic in (self.output_topic, self.dlq_topic):
             raise ValueError(
-                f"{env_name('input_topic')} must differ from the output and dead-letter topics"
+                f"{env_name('input_topic')}={self.input_topic!r} must differ from "
+                f"{env_name('output_topic')} and {env_name('dlq_topic')}"
             )
         return self
 

@@ -1,0 +1,119 @@
+"""Delivery guarantees under failure: SIGKILL, SIGTERM and exactly-once restarts, on a real broker.
+
+Each test stops the service part-way through a stream (when some but not all results are out),
+restarts it in the same group, and checks the output topic once the group has committed the
+whole input.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections import Counter
+
+import pytest
+
+from tests.conftest import (
+    committed_total,
+    encode,
+    ids_of,
+    posts,
+    produce,
+    read_all,
+    read_until,
+    unique,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+N = 2500
+
+
+def start_stream(kafka_bootstrap, topics, n=N):
+    rows = posts(n)
+    produce(kafka_bootstrap, topics.input, encode(rows))
+    return {r["id"] for r in rows}
+
+
+def wait_until_partly_done(kafka_bootstrap, topics, group, n_results=150, read_committed=False):
+    """Block until some results are out; return the committed count, which must be < N."""
+    read_until(
+        kafka_bootstrap,
+        [topics.output],
+        lambda ms: len(ms) >= n_results,
+        timeout=120,
+        read_committed=read_committed,
+    )
+
+
+def finish(kafka_bootstrap, svc, topics, group, n):
+    wait_for(lambda: committed_total(kafka_bootstrap, group, topics.input) == n, 180,
+             "the restarted service to commit the whole input")  # fmt: skip
+    assert svc.stop() == 0
+
+
+def test_sigkill_mid_stream_then_restart_every_post_has_a_result(
+    kafka_bootstrap, make_topics, start_service, record_property
+):
+    topics, group = make_topics(3), unique("group")
+    svc = start_service(topics, group)
+    want = start_stream(kafka_bootstrap, topics)
+    wait_until_partly_done(kafka_bootstrap, topics, group)
+    svc.kill()
+    assert svc.proc.returncode == -signal.SIGKILL
+    assert committed_total(kafka_bootstrap, group, topics.input) < N  # really mid-stream
+
+    finish(kafka_bootstrap, start_service(topics, group), topics, group, N)
+    ids = ids_of(read_all(kafka_bootstrap, topics.output))
+    assert set(ids) == want  # nothing lost
+    duplicates = len(ids) - len(set(ids))
+    # At-least-once: what was labelled after the last commit before the kill is labelled again.
+    print(f"SIGKILL + restart: {len(ids)} results for {N} posts, {duplicates} duplicates")
+    record_property("duplicates_after_sigkill", duplicates)
+    assert max(Counter(ids).values()) <= 2
+
+
+def test_sigterm_drains_commits_and_a_restart_adds_no_duplicates(
+    kafka_bootstrap, make_topics, start_service
+):
+    topics, group = make_topics(3), unique("group")
+    svc = start_service(topics, group)
+    want = start_stream(kafka_bootstrap, topics)
+    wait_until_partly_done(kafka_bootstrap, topics, group)
+    t0 = time.monotonic()
+    assert svc.stop(signal.SIGTERM, timeout=30) == 0  # inside Kubernetes' 30 s grace period
+    print(f"SIGTERM to exit: {time.monotonic() - t0:.2f} s")
+    assert "stopped cleanly" in svc.log()
+
+    # Every result written is committed and nothing committed lacks its result.
+    done = committed_total(kafka_bootstrap, group, topics.input)
+    assert 0 < done < N
+    assert len(read_all(kafka_bootstrap, topics.output)) == done
+
+    finish(kafka_bootstrap, start_service(topics, group), topics, group, N)
+    ids = ids_of(read_all(kafka_bootstrap, topics.output))
+    assert sorted(ids) == sorted(want)  # each exactly once
+
+
+def test_exactly_once_kill_and_restart_leaves_no_duplicates_among_committed_results(
+    kafka_bootstrap, make_topics, start_service
+):
+    topics, group, txn = make_topics(3), unique("group"), unique("txn")
+    eos = {"processing_guarantee": "exactly-once", "transactional_id": txn}
+    svc = start_service(topics, group, **eos)
+    want = start_stream(kafka_bootstrap, topics)
+    wait_until_partly_done(kafka_bootstrap, topics, group, read_committed=True)
+    svc.kill()
+    assert committed_total(kafka_bootstrap, group, topics.input) < N
+
+    # The same transactional id fences the dead instance and aborts its open transaction.
+    finish(kafka_bootstrap, start_service(topics, group, **eos), topics, group, N)
+    committed = read_all(kafka_bootstrap, topics.output, read_committed=True)
+    ids = ids_of(committed)
+    assert sorted(ids) == sorted(want)  # all, and none twice
+    written = len(read_all(kafka_bootstrap, topics.output))
+    print(f"exactly-once: {len(ids)} committed results; {written} records incl. aborted ones")
+    for m in committed:
+        assert json.loads(m.value())["source"]["topic"] == topics.input
