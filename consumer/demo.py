@@ -1,0 +1,234 @@
+"""`make run`: the whole pipeline on a laptop, with nothing to set up.
+
+Starts the embedded broker, starts the service (`python -m consumer`) with the shipped model,
+streams the sample reviews (the held-out test split, shipped as consumer/samples/reviews.jsonl)
+plus a handful of malformed messages into the input topic, and shows live progress read back
+from the output and dead-letter topics. Ctrl+C stops the service (it drains and commits), then
+the broker.
+
+    python -m consumer.demo [--posts 3000] [--rate 1000] [--exit-when-done]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from consumer.embedded_broker import EmbeddedBroker, free_port
+from consumer.records import H_REASON
+
+SAMPLES = Path(__file__).resolve().parent / "samples" / "reviews.jsonl"
+TOPICS = {"posts": 3, "posts.sentiment": 3, "posts.dlq": 1}
+MALFORMED = [
+    b'{"id": "broken-json", "text": ',
+    b'{"id": "no-text-field"}',
+    b'{"id": "latin-1", "text": "caf\xe9"}',
+    b'{"id": "blank", "text": "   "}',
+    json.dumps({"id": "huge", "text": "长" * 40_000}).encode(),
+    b"[1, 2, 3]",
+]
+
+
+def sample_posts(n: int) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in SAMPLES.read_text("utf-8").splitlines()]
+    # Cycle the file for more posts than it holds; each copy gets its own ids.
+    return [{**rows[i % len(rows)], "id": f"{rows[i % len(rows)]['id']}.{i // len(rows)}"}
+            for i in range(n)]  # fmt: skip
+
+
+def stream(bootstrap: str, posts: list[dict[str, Any]], rate: float, stop: threading.Event) -> None:
+    """Produce the posts at about `rate` per second, with the malformed ones spread among them."""
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    every = max(len(posts) // (len(MALFORMED) + 1), 1)
+    t0 = time.monotonic()
+    for i, post in enumerate(posts):
+        if stop.is_set():
+            break
+        if i and i % every == 0 and i // every <= len(MALFORMED):
+            p.produce("posts", MALFORMED[i // every - 1], key=b"malformed")
+        p.produce("posts", json.dumps(post, ensure_ascii=False).encode(), key=post["id"].encode())
+        ahead = (i + 1) / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            p.poll(ahead)  # paces the stream; serves delivery reports meanwhile
+    p.flush(30)
+
+
+def start_service(bootstrap: str, port: int, log: Any) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    env.update(
+        SENTIMENT_BOOTSTRAP_SERVERS=bootstrap,
+        SENTIMENT_MODEL=os.environ.get("SENTIMENT_MODEL", "default"),
+        SENTIMENT_HTTP_PORT=str(port),
+        SENTIMENT_GROUP_ID="sentiment-demo",
+        # The embedded broker makes a group join wait half the session timeout; keep it short.
+        SENTIMENT_KAFKA_CONFIG=json.dumps({"session.timeout.ms": 6000}),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumer"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"the service exited with {proc.returncode}; its log:\n"
+                     + Path(log_path).read_text(errors="replace"))  # fmt: skip
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)  # polling /readyz; nothing to wait on but the service itself
+    sys.exit(f"the service did not become ready in 120 s; see {log_path}")
+
+
+class Progress:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.labels: Counter[str] = Counter()
+        self.dead: Counter[str] = Counter()
+        self.agree = 0
+        self.examples: list[str] = []
+        self.t0 = time.monotonic()
+
+    @property
+    def done(self) -> int:
+        return sum(self.labels.values())
+
+    def add_result(self, r: dict[str, Any]) -> None:
+        self.labels[r["label"]] += 1
+        self.agree += r.get("gold") == r["label"]
+        if self.done <= 3 or self.done % 500 == 0:
+            text = r.get("text", "")
+            text = text if len(text) <= 40 else text[:39] + "…"
+            self.examples.append(
+                f"    {r['label']:>8} {r['score']:.2f}  {text}  (gold: {r.get('gold', '?')})"
+            )
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        labels = " ".join(f"{k} {v}" for k, v in sorted(self.labels.items()))
+        dead = " ".join(f"{k} {v}" for k, v in sorted(self.dead.items())) or "none"
+        agree = f"{self.agree / self.done:.1%}" if self.done else "-"
+        rate = self.done / max(elapsed, 1e-9)
+        return (
+            f"{self.done:>5}/{self.total} labelled  {rate:5.0f} posts/s  |  {labels}  |  "
+            f"agrees with gold {agree}  |  dead letters: {dead}"
+        )
+
+
+def watch(bootstrap: str, progress: Progress, stop: threading.Event, until_done: bool) -> None:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-watcher"})
+    c.assign(
+        [TopicPartition(t, p, OFFSET_BEGINNING) for t in ("posts.sentiment", "posts.dlq")
+         for p in range(TOPICS[t])]
+    )  # fmt: skip
+    last = 0.0
+    try:
+        while not stop.is_set():
+            for m in c.consume(500, 0.2):
+                if m.error():
+                    continue
+                if m.topic() == "posts.dlq":
+                    reason = dict(m.headers() or []).get(H_REASON) or b"?"
+                    progress.dead[reason.decode() if isinstance(reason, bytes) else reason] += 1
+                else:
+                    progress.add_result(json.loads(m.value() or b"{}"))
+            if time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                for ex in progress.examples:
+                    print(ex)
+                progress.examples.clear()
+                print(progress.line(), flush=True)
+            finished = progress.done >= progress.total
+            if finished and sum(progress.dead.values()) >= len(MALFORMED):
+                print(progress.line(), flush=True)
+                if until_done:
+                    return
+                print("all posts labelled; the service keeps running. Ctrl+C to stop.")
+                until_done = True  # print the summary once, then just wait
+                stop.wait()
+    finally:
+        c.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--posts", type=int, default=3000, help="how many sample posts to stream")
+    ap.add_argument("--rate", type=float, default=1000.0, help="posts per second to produce")
+    ap.add_argument("--exit-when-done", action="store_true", help="stop once all are labelled")
+    args = ap.parse_args(argv)
+
+    stop = threading.Event()
+    print("starting the embedded Kafka broker (Tansu) ...", flush=True)
+    with (
+        EmbeddedBroker() as broker,
+        tempfile.NamedTemporaryFile(
+            prefix="sentiment-service-", suffix=".log", delete=False
+        ) as log,
+    ):
+        broker.create_topics(TOPICS)
+        port = 9108 if _port_free(9108) else free_port()
+        print(f"broker on {broker.bootstrap}; starting the service (log: {log.name}) ...")
+        proc = start_service(broker.bootstrap, port, log)
+        try:
+            wait_ready(proc, port, log.name)
+            print(f"service ready. Metrics: http://127.0.0.1:{port}/metrics  "
+                  f"(also /healthz, /readyz)")  # fmt: skip
+            posts = sample_posts(args.posts)
+            print(
+                f"streaming {len(posts)} sample reviews + {len(MALFORMED)} malformed messages "
+                "into 'posts'; results on 'posts.sentiment', dead letters on 'posts.dlq'"
+            )
+            producer = threading.Thread(
+                target=stream, args=(broker.bootstrap, posts, args.rate, stop), daemon=True
+            )
+            producer.start()
+            watch(broker.bootstrap, Progress(len(posts)), stop, args.exit_when_done)
+        except KeyboardInterrupt:
+            print("\nCtrl+C: stopping the service (it drains, commits and leaves the group) ...")
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            print(f"service exited with {code}; stopping the broker.")
+            print(f"metrics were at http://127.0.0.1:{port}/metrics; service log: {log.name}")
+    return 0
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))  # noqa: S104 - the service binds all interfaces
+        except OSError:
+            return False
+    return True
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # a second Ctrl+C during shutdown
+        sys.exit(130)
