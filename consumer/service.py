@@ -49,6 +49,9 @@ def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     consumer: dict[str, Any] = {
         "auto.offset.reset": "earliest",
+        # A broker may hold a fetch this long even when data arrives (Tansu does); a batch must
+        # not wait longer than its own time bound for that.
+        "fetch.wait.max.ms": min(s.batch_max_wait_ms, 500),
         **passthrough,
         **common,
         "group.id": s.group_id,

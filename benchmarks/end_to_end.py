@@ -1,0 +1,250 @@
+"""End-to-end benchmark through a real broker: the service against the naive per-message loop.
+
+Both consumers get the same posts (the shipped sample reviews) in the same two phases:
+
+1. throughput: a burst of --posts posts; posts/s from the first post consumed to the last
+   result written;
+2. latency: --paced-seconds of posts produced at a fixed rate that both can sustain (half the
+   naive loop's throughput); end-to-end latency is the result record's timestamp minus the
+   input record's.
+
+Peak RSS is the consumer process's VmHWM. Every input id must come back (nothing lost); the
+bar is the service's throughput >= 10x the naive loop's. The two run one after the other, so
+they do not compete for the cores.
+
+    python -m benchmarks.end_to_end [--posts 2000] [--paced-seconds 10] [--model default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from consumer.embedded_broker import EmbeddedBroker, create_topics, free_port
+from consumer.settings import Settings
+
+SAMPLES = Path(__file__).resolve().parent.parent / "consumer" / "samples" / "reviews.jsonl"
+PARTITIONS = 3
+BAR = 10.0
+
+
+@dataclass
+class Figures:
+    name: str
+    throughput: float = 0.0
+    rate: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    peak_rss_mib: float = 0.0
+    sent: int = 0
+    results: int = 0
+    lost: int = 0
+    duplicates: int = 0
+
+
+def sample_texts() -> list[str]:
+    return [json.loads(line)["text"] for line in SAMPLES.read_text("utf-8").splitlines()]
+
+
+def post_values(texts: list[str], prefix: str, n: int) -> list[tuple[str, bytes]]:
+    rows = [(f"{prefix}-{i}", texts[i % len(texts)]) for i in range(n)]
+    return [(i, json.dumps({"id": i, "text": t}, ensure_ascii=False).encode()) for i, t in rows]
+
+
+class Reader:
+    """Reads a result topic from the beginning, remembering each result and its timestamp."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}"})
+        self.c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+        self.seen: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.records = 0
+
+    def until(self, ids: set[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not ids <= self.seen.keys() and time.monotonic() < deadline:
+            for m in self.c.consume(1000, 0.5):
+                if m.error() is None:
+                    r = json.loads(m.value() or b"{}")
+                    self.records += 1
+                    self.seen.setdefault(r["id"], (m.timestamp()[1], r))
+
+    def close(self) -> None:
+        self.c.close()
+
+
+def produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]], rate: float = 0) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    t0 = time.monotonic()
+    for i, (key, value) in enumerate(values):
+        p.produce(topic, value, key.encode())
+        if rate:
+            ahead = (i + 1) / rate - (time.monotonic() - t0)
+            p.poll(max(ahead, 0))  # paced: the wait serves delivery reports
+    assert p.flush(30) == 0
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def start(kind: str, bootstrap: str, topics: dict[str, str], model: str) -> subprocess.Popen[str]:
+    group = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    if kind == "naive":
+        cmd = [sys.executable, "-m", "benchmarks.naive_consumer", bootstrap, topics["in"],
+               topics["out"], group, model]  # fmt: skip
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the naive consumer did not start")
+        return proc
+    port = free_port()
+    env.update(
+        SENTIMENT_BOOTSTRAP_SERVERS=bootstrap,
+        SENTIMENT_INPUT_TOPIC=topics["in"],
+        SENTIMENT_OUTPUT_TOPIC=topics["out"],
+        SENTIMENT_DLQ_TOPIC=topics["dlq"],
+        SENTIMENT_GROUP_ID=group,
+        SENTIMENT_MODEL=model,
+        SENTIMENT_HTTP_PORT=str(port),
+        SENTIMENT_LOG_LEVEL="WARNING",
+        SENTIMENT_KAFKA_CONFIG=json.dumps({"session.timeout.ms": 6000}),
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "consumer"], env=env, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)  # polling /readyz until the service answers it
+    raise RuntimeError("the service did not become ready")
+
+
+def measure(
+    kind: str, bootstrap: str, texts: list[str], n: int, rate: float, seconds: float, model: str
+) -> Figures:
+    tag = uuid.uuid4().hex[:8]
+    topics = {"in": f"bench-in-{tag}", "out": f"bench-out-{tag}", "dlq": f"bench-dlq-{tag}"}
+    create_topics(
+        AdminClient({"bootstrap.servers": bootstrap}),
+        {topics["in"]: PARTITIONS, topics["out"]: PARTITIONS, topics["dlq"]: 1},
+    )
+    fig = Figures(kind)
+    proc = start(kind, bootstrap, topics, model)
+    reader = Reader(bootstrap, topics["out"])
+    try:
+        burst = post_values(texts, "burst", n)
+        produce(bootstrap, topics["in"], burst)
+        reader.until({i for i, _ in burst}, timeout=max(600.0, n / 2))
+        got = [reader.seen[i] for i, _ in burst if i in reader.seen]
+        start_ms = min(r["consumed_at_ms"] for _, r in got)
+        end_ms = max(ts for ts, _ in got)
+        fig.throughput = len(got) / max((end_ms - start_ms) / 1e3, 1e-9)
+
+        # The naive loop's rate is not known before it runs; it goes first and sets the pace.
+        fig.rate = rate or fig.throughput / 2
+        paced = post_values(texts, "paced", max(int(fig.rate * seconds), 20))
+        produce(bootstrap, topics["in"], paced, rate=fig.rate)
+        reader.until({i for i, _ in paced}, timeout=120.0)
+        lat = sorted(ts - r["input_timestamp_ms"] for i, _ in paced if i in reader.seen
+                     for ts, r in [reader.seen[i]])  # fmt: skip
+        if lat:
+            fig.p50_ms = statistics.median(lat)
+            fig.p99_ms = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
+        fig.peak_rss_mib = peak_rss_mib(proc.pid)
+        fig.sent = len(burst) + len(paced)
+        fig.results = reader.records
+        fig.lost = sum(1 for i, _ in burst + paced if i not in reader.seen)
+        fig.duplicates = reader.records - len(reader.seen)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        reader.close()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="service vs naive per-message loop, via Kafka")
+    ap.add_argument("--posts", type=int, default=2000, help="posts in the throughput burst")
+    ap.add_argument("--paced-seconds", type=float, default=10.0, help="length of latency phase")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    args = ap.parse_args(argv)
+    print("command:", shlex.join([Path(sys.executable).name, "-m", "benchmarks.end_to_end",
+                                  *(argv if argv is not None else sys.argv[1:])]))  # fmt: skip
+    d = {k: f.default for k, f in Settings.model_fields.items()}
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.machine()}, load average "
+        f"{os.getloadavg()[0]:.1f}; model: {args.model}; service defaults: batches of "
+        f"{d['batch_max_size']} within {d['batch_max_wait_ms']} ms, inference chunks of "
+        f"{d['inference_batch_size']}, torch threads {d['torch_threads']} (naive loop: 1 too)"
+    )
+    texts = sample_texts()
+    broker = None
+    if not args.bootstrap:
+        broker = EmbeddedBroker()
+        args.bootstrap = broker.start()
+        print(f"broker: embedded Tansu on {args.bootstrap}")
+    try:
+        naive = measure("naive", args.bootstrap, texts, args.posts, 0, args.paced_seconds,
+                        args.model)  # fmt: skip
+        service = measure("service", args.bootstrap, texts, args.posts, naive.rate,
+                          args.paced_seconds, args.model)  # fmt: skip
+    finally:
+        if broker is not None:
+            broker.stop()
+    report(naive, service)
+    ratio = service.throughput / naive.throughput
+    ok = ratio >= BAR and naive.lost == 0 and service.lost == 0
+    print(f"bar: service >= {BAR:.0f}x naive with nothing lost: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def report(naive: Figures, service: Figures) -> None:
+    rows = [
+        ("throughput, posts/s", "throughput", "{:.0f}"),
+        (f"p50 latency at {naive.rate:.0f} posts/s, ms", "p50_ms", "{:.0f}"),
+        (f"p99 latency at {naive.rate:.0f} posts/s, ms", "p99_ms", "{:.0f}"),
+        ("peak RSS, MiB", "peak_rss_mib", "{:.0f}"),
+        ("posts sent", "sent", "{}"),
+        ("results read", "results", "{}"),
+        ("lost", "lost", "{}"),
+        ("duplicates", "duplicates", "{}"),
+    ]
+    print(f"\n| {'':34} | {'naive loop':>11} | {'service':>11} | {'ratio':>7} |")
+    print(f"|{'-' * 36}|{'-' * 13}:|{'-' * 13}:|{'-' * 9}:|".replace("-:", ":"))
+    for label, attr, fmt in rows:
+        a, b = getattr(naive, attr), getattr(service, attr)
+        ratio = f"{b / a:.1f}x" if attr in ("throughput", "peak_rss_mib") and a else ""
+        print(f"| {label:34} | {fmt.format(a):>11} | {fmt.format(b):>11} | {ratio:>7} |")
+    print()
+    counts = Counter({"naive": naive.lost, "service": service.lost})
+    if sum(counts.values()):
+        print(f"LOST MESSAGES: {dict(counts)}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
