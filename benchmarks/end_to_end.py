@@ -108,7 +108,9 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start(kind: str, bootstrap: str, topics: dict[str, str], model: str) -> subprocess.Popen[str]:
+def start(
+    kind: str, bootstrap: str, topics: dict[str, str], model: str, env_extra: dict[str, str]
+) -> subprocess.Popen[str]:
     group = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
     if kind == "naive":
@@ -129,7 +131,10 @@ def start(kind: str, bootstrap: str, topics: dict[str, str], model: str) -> subp
         SENTIMENT_MODEL=model,
         SENTIMENT_HTTP_PORT=str(port),
         SENTIMENT_LOG_LEVEL="WARNING",
-        SENTIMENT_KAFKA_CONFIG=json.dumps({"session.timeout.ms": 6000}),
+        SENTIMENT_KAFKA_CONFIG=json.dumps(
+            {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+        ),
+        **env_extra,
     )
     proc = subprocess.Popen([sys.executable, "-m", "consumer"], env=env, text=True)
     deadline = time.monotonic() + 120
@@ -144,8 +149,16 @@ def start(kind: str, bootstrap: str, topics: dict[str, str], model: str) -> subp
 
 
 def measure(
-    kind: str, bootstrap: str, texts: list[str], n: int, rate: float, seconds: float, model: str
+    kind: str,
+    bootstrap: str,
+    texts: list[str],
+    n: int,
+    rate: float,
+    seconds: float,
+    model: str,
+    env: dict[str, str] | None = None,
 ) -> Figures:
+    """Run one consumer through the burst and the paced phase; `env` adds SENTIMENT_ settings."""
     tag = uuid.uuid4().hex[:8]
     topics = {"in": f"bench-in-{tag}", "out": f"bench-out-{tag}", "dlq": f"bench-dlq-{tag}"}
     create_topics(
@@ -153,7 +166,7 @@ def measure(
         {topics["in"]: PARTITIONS, topics["out"]: PARTITIONS, topics["dlq"]: 1},
     )
     fig = Figures(kind)
-    proc = start(kind, bootstrap, topics, model)
+    proc = start(kind, bootstrap, topics, model, env or {})
     reader = Reader(bootstrap, topics["out"])
     try:
         burst = post_values(texts, "burst", n)

@@ -38,6 +38,7 @@ def main(argv: list[str]) -> int:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
             "fetch.wait.max.ms": 50,  # as the service, or Tansu's held fetches add ~250 ms
         }
     )

@@ -74,7 +74,9 @@ def start_service(bootstrap: str, port: int, log: Any) -> subprocess.Popen[bytes
         SENTIMENT_HTTP_PORT=str(port),
         SENTIMENT_GROUP_ID="sentiment-demo",
         # The embedded broker makes a group join wait half the session timeout; keep it short.
-        SENTIMENT_KAFKA_CONFIG=json.dumps({"session.timeout.ms": 6000}),
+        SENTIMENT_KAFKA_CONFIG=json.dumps(
+            {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+        ),
     )
     return subprocess.Popen(
         [sys.executable, "-m", "consumer"], env=env, stdout=log, stderr=subprocess.STDOUT
