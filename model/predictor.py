@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from model.artifact import LoadedModel
+from model.explain import token_scores, top_tokens
 from model.vocab import UNK_ID
 
 
@@ -85,6 +86,20 @@ class Predictor:
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         return self.predict_encoded(self.encode(texts))
+
+    def explain(self, texts: list[str], top_k: int | None = 5) -> list[list[tuple[str, float]]]:
+        """Per text, the tokens that drove its predicted label, as (token, score) pairs.
+
+        Scores are attention weights under attention pooling, else normalised gradient x input
+        (see model.explain); the top_k by |score| come first, or every kept token in text order
+        when top_k is None. Out-of-vocabulary tokens keep their own text. It costs a backward
+        pass, so the service calls it only when explanations are switched on.
+        """
+        lm = self.loaded
+        tokens = [lm.tokenizer.tokenize(t)[: lm.max_len] for t in texts]
+        seqs = [lm.vocab.encode(t, lm.max_len) for t in tokens]
+        scores = token_scores(self.model, seqs, self.device, self.batch_size)
+        return [top_tokens(t, s, top_k) for t, s in zip(tokens, scores, strict=True)]
 
 
 @torch.inference_mode()

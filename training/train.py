@@ -8,7 +8,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ class TrainConfig:
     schedule: str = "linear"  # linear | cosine | constant, after a linear warm-up
     patience: int = 3
     class_weights: str = "none"  # none | balanced
+    oversample: bool = False  # repeat minority-class rows until every class matches the largest
     seed: int = 13
     labels: tuple[str, ...] = ("negative", "positive")
 
@@ -166,28 +167,39 @@ def train_classifier(
     device: torch.device,
     model: SentimentClassifier | None = None,
     progress: bool = True,
+    param_groups: list[dict[str, Any]] | None = None,
+    schedule: Callable[[int], float] | None = None,
+    on_epoch_start: Callable[[int, SentimentClassifier], None] | None = None,
 ) -> TrainResult:
-    """Train with early stopping on validation macro-F1; the best epoch's weights are restored."""
+    """Train with early stopping on validation macro-F1; the best epoch's weights are restored.
+
+    Fine-tuning (training.finetune) passes `param_groups` (per-group lr: discriminative rates),
+    `schedule` (step -> lr multiplier, e.g. slanted triangular) and `on_epoch_start` (gradual
+    unfreezing); without them this is plain AdamW with warm-up and decay.
+    """
     seed_everything(cfg.seed)
     model = model or SentimentClassifier(cfg.classifier_config(len(vocab)))
     model.to(device)
     labels = tuple(cfg.labels)
+    if cfg.oversample:
+        from training.imbalance import oversample
+
+        train_ids, train_y = oversample(train_ids, train_y, cfg.seed)
     weights = class_weight_tensor(train_y, len(labels), cfg.class_weights)
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
-    # No weight decay on biases and the embedding of <pad>-style parameters: the usual AdamW split.
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
-    opt = torch.optim.AdamW(
-        [
+    if param_groups is None:
+        # No weight decay on biases (1-D parameters): the usual AdamW split.
+        decay = [p for n, p in model.named_parameters() if p.dim() > 1]
+        no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
+        param_groups = [
             {"params": decay, "weight_decay": cfg.weight_decay},
             {"params": no_decay, "weight_decay": 0},
-        ],
-        lr=cfg.lr,
-    )
+        ]
+    opt = torch.optim.AdamW(param_groups, lr=cfg.lr)
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lr_lambda(cfg.schedule, total, max(1, int(cfg.warmup_frac * total)))
+        opt, schedule or lr_lambda(cfg.schedule, total, max(1, int(cfg.warmup_frac * total)))
     )
     rng = random.Random(cfg.seed)
     lengths = [len(s) for s in train_ids]
@@ -196,6 +208,8 @@ def train_classifier(
     bad_epochs = 0
     t0 = time.time()
     for epoch in range(1, cfg.epochs + 1):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch, model)
         model.train()
         total_loss, seen = 0.0, 0
         bar = tqdm(

