@@ -402,3 +402,13 @@ def test_hpa_stays_within_the_partitions(render: Callable[[str, tuple[str, ...]]
     hpa = _one(objects, "HorizontalPodAutoscaler")["spec"]
     assert hpa["scaleTargetRef"]["name"] == _one(objects, "Deployment")["metadata"]["name"]
     assert 1 <= hpa["minReplicas"] <= hpa["maxReplicas"] <= _readme_partitions()
+
+
+def test_every_path_the_deploy_readme_names_exists() -> None:
+    readme = (ROOT / "deploy" / "README.md").read_text(encoding="utf-8")
+    paths = set(re.findall(r"(?<![\w/-])(deploy/[\w./-]+[\w])", readme))
+    paths |= {f"deploy/{p}" for p in re.findall(r"(?<![\w/-])(k8s/[\w./-]+[\w])", readme)}
+    paths.discard("deploy/sentiment")  # kubectl's `deploy/<name>`, the Deployment, not a path
+    assert len(paths) >= 10
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert not missing, f"deploy/README.md names paths that do not exist: {missing}"
