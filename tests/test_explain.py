@@ -121,6 +121,8 @@ def test_top_k_order_empty_text_and_no_side_effects(gradient_predictor):
     assert len(gradient_predictor.explain([long_text], top_k=None)[0]) == 16  # max_len tokens
     # A shared model's parameters keep whatever .grad they had: explain only asks for input grads.
     for p, g in zip(model.parameters(), grads, strict=True):
-        assert (p.grad is None and g is None) or torch.equal(p.grad, g)
+        assert (p.grad is None and g is None) or (
+            p.grad is not None and g is not None and torch.equal(p.grad, g)
+        )
     assert not model.training
     assert gradient_predictor.predict(texts) == before

@@ -16,6 +16,7 @@ compare.md, compare.png (bars) and compare_roc.png.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -124,8 +125,13 @@ def artifact_probs(model_dir: str, texts: list[str]) -> np.ndarray:
 
 
 def run(
-    splits: Splits, models: dict[str, str], skip: set[str], seed_epochs: int = 5
+    splits: Splits,
+    models: dict[str, str],
+    skip: set[str],
+    seed_epochs: int = 5,
+    reuse: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
+    """One row per model; rows in `reuse` (same test split, by name) are taken as they are."""
     tok = Tokenizer()
     train, test = splits.train, splits.test
     y, test_y = train.label_ids(LABELS), np.asarray(test.label_ids(LABELS))
@@ -152,10 +158,14 @@ def run(
             ),
         ),
     ]
-    jobs += [(name, lambda d=d: artifact_probs(d, test.texts)) for name, d in models.items()]
+    jobs += [(name, functools.partial(artifact_probs, d, test.texts)) for name, d in models.items()]
     rows = []
     for name, job in jobs:
         if name in skip:
+            continue
+        if reuse and name in reuse and name not in models:
+            log.info("%s: reused from the previous comparison", name)
+            rows.append(reuse[name])
             continue
         t0 = time.time()
         probs = job()
@@ -236,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         "--model", action="append", default=[], metavar="NAME=DIR", help="more artifacts"
     )
     p.add_argument("--skip", default="", help="comma-separated rows to leave out")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the baseline rows of OUT/compare.json instead of retraining them",
+    )
     p.add_argument("--seed-epochs", type=int, default=5)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=0)
@@ -250,18 +265,34 @@ def main(argv: list[str] | None = None) -> int:
         name, _, d = spec.partition("=")
         models[name] = d
     splits = load_source(args.source)
-    rows = run(splits, models, set(filter(None, args.skip.split(","))), args.seed_epochs)
+    reuse = None
+    if args.reuse and (args.out / "compare.json").is_file():
+        old = json.loads((args.out / "compare.json").read_text(encoding="utf-8"))
+        reuse = {r["model"]: r for r in old["rows"] if "scores" in r}
+    skip = set(filter(None, args.skip.split(",")))
+    rows = run(splits, models, skip, args.seed_epochs, reuse)
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m training.compare " + " ".join(argv if argv is not None else sys.argv[1:])
     test_y = np.asarray(splits.test.label_ids(LABELS))
     plot(rows, test_y, args.out)
     (args.out / "compare.md").write_text(markdown(rows, command), encoding="utf-8")
     table = [{k: v for k, v in r.items() if k != "scores"} for r in rows]
+    # Scores are kept so that --reuse can redraw the ROC curves without retraining.
     (args.out / "compare.json").write_text(
-        json.dumps({"command": command, "rows": table}, indent=2), encoding="utf-8"
+        json.dumps({"command": command, "rows": rows}), encoding="utf-8"
     )
+    link_into_card(args.out, "Baselines side by side", "compare.md")
     print(json.dumps(table))
     return 0
+
+
+def link_into_card(out_dir: Path, title: str, page: str) -> None:
+    """When written into an artifact directory, the model card links the page once."""
+    card = out_dir / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        if f"]({page})" not in text:
+            card.write_text(text + f"\n## {title}\n\nSee [{page}]({page}).\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

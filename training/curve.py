@@ -29,6 +29,7 @@ from model import artifact
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training import lm as lm_artifact
+from training.compare import link_into_card
 from training.data import load_source
 from training.finetune import Ulmfit, classifier_from_pretrained, subsample, ulmfit_train
 from training.train import TrainConfig, encode_all, evaluate_ids, train_classifier
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     plot(summary, args.out / "learning_curve.png")
     write_markdown(summary, command, args.out / "curve.md")
+    link_into_card(args.out, "Low-label learning curve", "curve.md")
     print(json.dumps(summary))
     return 0
 

@@ -295,7 +295,7 @@ def run(
             extra["old_test_accuracy_before"] or float("nan"),
             extra["old_test_accuracy_after"] or float("nan"),
         )
-    return finish(
+    metrics = finish(
         result,
         cfg,
         vocab,
@@ -309,6 +309,55 @@ def run(
         report,
         extra={"finetune": extra},
     )
+    if report:
+        append_card(out_dir, metrics, splits)
+    return metrics
+
+
+def append_card(out_dir: Path, metrics: dict[str, Any], splits: Splits) -> None:
+    """Add the fine-tuning facts and an explanation heat-map to the model card."""
+    from model.predictor import Predictor
+    from training.explain import heatmap
+
+    ft = metrics["finetune"]
+    cal = ft.get("calibration")
+    lines = ["", "## Fine-tuning", "", f"Base: `{ft['base']}` ({ft['base_kind']})."]
+    if ft.get("lm_heldout_perplexity"):
+        lines.append(f"Language model held-out perplexity: {ft['lm_heldout_perplexity']:.1f}.")
+    u = ft["ulmfit"]
+    lines.append(
+        f"ULMFiT: discriminative rates (/{u['lr_decay']} per layer group), gradual unfreezing "
+        f"{'on' if u['gradual_unfreezing'] else 'off'}, slanted triangular schedule "
+        f"{'on' if u['stlr'] else 'off'}."
+    )
+    if cal:
+        lines.append(
+            f"Temperature scaling on validation: T = {cal['temperature']:.3f}, validation ECE "
+            f"{cal['val_ece_before']:.4f} -> {cal['val_ece_after']:.4f} (folded into the head)."
+        )
+    if ft.get("old_test_accuracy_after") is not None:
+        lines.append(
+            f"Old test split accuracy: {ft['old_test_accuracy_before']:.4f} before, "
+            f"{ft['old_test_accuracy_after']:.4f} after fine-tuning."
+        )
+    predictor = Predictor(artifact.load(out_dir, "cpu"))
+    short = sorted((e for e in splits.test.examples if len(e.text) <= 40), key=lambda e: e.text)
+    picked = [e.text for e in short[:: max(1, len(short) // 8)][:8]]
+    if picked:
+        heatmap(
+            picked,
+            predictor.explain(picked, top_k=None),
+            predictor.predict(picked),
+            out_dir / "explanations.png",
+        )
+        lines += [
+            "",
+            "Tokens that drove a few test decisions:",
+            "",
+            "![explanations](explanations.png)",
+        ]
+    card = out_dir / "README.md"
+    card.write_text(card.read_text(encoding="utf-8") + "\n".join(lines) + "\n", encoding="utf-8")
 
 
 def build_parser() -> argparse.ArgumentParser:
