@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from model.predictor import Prediction
@@ -22,6 +22,7 @@ H_TOPIC = "dlq.source.topic"
 H_PARTITION = "dlq.source.partition"
 H_OFFSET = "dlq.source.offset"
 H_TIMESTAMP = "dlq.source.timestamp"
+H_TRUNCATED = "dlq.truncated.from.bytes"
 H_MODEL_VERSION = "model.version"
 _MAX_ERROR_CHARS = 1000
 
@@ -85,6 +86,12 @@ class DeadLetter:
     value: bytes | None
     headers: list[tuple[str, Any]] = field(default_factory=list)
     source: Source | None = None
+
+    def truncated(self, limit: int) -> DeadLetter:
+        """This dead letter with its value cut to `limit` bytes and a header giving the size."""
+        size = len(self.value or b"")
+        headers = [*self.headers, (H_TRUNCATED, str(size).encode())]
+        return replace(self, value=(self.value or b"")[:limit], headers=headers)
 
     def kafka_headers(self) -> list[tuple[str, Any]]:
         assert self.source is not None

@@ -52,6 +52,8 @@ def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
         # A broker may hold a fetch this long even when data arrives (Tansu does); a batch must
         # not wait longer than its own time bound for that.
         "fetch.wait.max.ms": min(s.batch_max_wait_ms, 500),
+        # Prefetched input is memory too; posts are small, so 16 MB per client is plenty.
+        "queued.max.messages.kbytes": 16384,
         **passthrough,
         **common,
         "group.id": s.group_id,
@@ -178,7 +180,15 @@ class Service:
             self._produce(self.s.output_topic, post.key, value, version, cb)
         for d in dead:
             cb = acks.track(metrics.DEAD_LETTERS.labels(reason=d.reason), d.source)
-            self._produce(self.s.dlq_topic, d.key, d.value, d.kafka_headers(), cb)
+            try:
+                self._produce(self.s.dlq_topic, d.key, d.value, d.kafka_headers(), cb)
+            except KafkaException as e:
+                if e.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                # Bigger than the producer may send: a dead letter that can never be written
+                # would stop the partition for good, so it keeps its head and says so.
+                cut = d.truncated(self.s.max_message_bytes)
+                self._produce(self.s.dlq_topic, cut.key, cut.value, cut.kafka_headers(), cb)
 
         offsets = _next_offsets(batch)
         if self.eos:

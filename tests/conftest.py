@@ -106,7 +106,14 @@ def produce(
     keys: Iterable[bytes | None] | None = None,
 ) -> list[tuple[int, int]]:
     """Produce and wait for every acknowledgement; returns (partition, offset) of each value."""
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.max.bytes": 4_000_000,  # room for the oversized messages of the DLQ tests
+        }
+    )
     value_list = list(values)
     key_list = list(keys) if keys is not None else [None] * len(value_list)
     where: list[tuple[int, int]] = [(-1, -1)] * len(value_list)

@@ -103,6 +103,8 @@ def malformed(max_bytes: int) -> list[tuple[str, bytes]]:
         ("not_utf8", b'{"id": "latin1", "text": "caf\xe9"}'),
         ("not_utf8", b'{"id": "surrogate", "text": "\\ud800"}'),
         ("too_large", json.dumps({"id": "big", "text": "好" * max_bytes}).encode()),
+        # Bigger than the service's producer may send at all: it goes out cut, with a header.
+        ("too_large", json.dumps({"id": "huge", "text": "x" * 1_200_000}).encode()),
         ("empty_text", b'{"id": "blank", "text": "   "}'),
         ("empty_text", b'{"id": "nothing", "text": ""}'),
     ]
@@ -140,7 +142,11 @@ def test_every_malformed_kind_lands_in_the_dlq_and_the_good_posts_around_it_are_
         reason, raw = expected[m.key()]
         h = {k: v.decode() for k, v in m.headers()}
         assert h[records.H_REASON] == reason, h
-        assert m.value() == raw  # the original bytes, untouched
+        if len(raw) > 1_000_000:  # librdkafka's default message.max.bytes
+            assert h[records.H_TRUNCATED] == str(len(raw))
+            assert m.value() == raw[:max_bytes]
+        else:
+            assert m.value() == raw  # the original bytes, untouched
         assert h[records.H_TOPIC] == topics.input
         assert h[records.H_PARTITION] == "0"
         assert h[records.H_OFFSET] == str(offsets[m.key()])
@@ -164,3 +170,18 @@ def test_raw_text_input_format(kafka_bootstrap, make_topics, start_service):
     assert sorted(got) == sorted(f"{topics.input}/0/{i}" for i in range(len(texts)))
     assert [got[f"{topics.input}/0/{i}"]["text"] for i in range(len(texts))] == texts
     assert sorted(dict(m.headers())[records.H_REASON] for m in dead) == [b"empty_text", b"not_utf8"]
+
+
+def test_a_full_producer_queue_slows_the_service_down_without_losing_anything(
+    kafka_bootstrap, make_topics, start_service
+):
+    """Backpressure: with room for only a few records in librdkafka's queue, produce() raises
+    BufferError all the time; the service must wait on delivery reports, not drop or crash."""
+    topics, group = make_topics(2), unique("group")
+    svc = start_service(topics, group, kafka_config={"queue.buffering.max.messages": 5})
+    rows = posts(400)
+    produce(kafka_bootstrap, topics.input, encode(rows))
+    wait_for(lambda: committed_total(kafka_bootstrap, group, topics.input) == len(rows), 120,
+             "every input offset committed")  # fmt: skip
+    assert sorted(ids_of(read_all(kafka_bootstrap, topics.output))) == sorted(r["id"] for r in rows)
+    assert svc.stop() == 0

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
 
 from consumer import records
 from tests.conftest import posts, unique
 
 pytestmark = pytest.mark.integration
+
+with warnings.catch_warnings():
+    # kafka-python loads its protocol schemas through a deprecated importlib.resources call.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaConsumer, KafkaProducer
 
 
 def read_with_kafka_python(bootstrap, topic, n, timeout=120.0):
