@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[train,test,dev]'
 	touch $(STAMP)
 
-# Debian's prometheus gives the real server and promtool the observability tests use.
+# Debian's prometheus gives the real server and promtool the observability tests use; kcat is
+# the third-party client of the consumer interop test.
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null)
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v kcat >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus kcat >/dev/null)
 
 test: install system-deps deploy-tools
 	$(BIN)/python -m pytest

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    log.info("settings: %r", settings)  # SecretStr fields print as stars
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

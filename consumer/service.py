@@ -286,6 +286,7 @@ class Service:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s without a clean revoke", _names(partitions))
+        self.health.in_group = False  # not ready until the group assigns partitions again
         metrics.REBALANCES.inc()
         metrics.ASSIGNED_PARTITIONS.set(0)
         kafka_stats.forget_partitions(partitions)

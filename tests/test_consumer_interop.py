@@ -1,11 +1,16 @@
-"""An independent Kafka client, kafka-python (pure Python), feeds the service and reads it."""
+"""Independent Kafka clients feed the service and read it: kafka-python (pure Python), kcat."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import time
 import warnings
+from pathlib import Path
 
+import confluent_kafka
 import pytest
 
 from consumer import records
@@ -75,3 +80,40 @@ def test_kafka_python_produces_the_input_and_reads_the_results(
     assert headers[records.H_REASON] == b"invalid_json"
     assert headers["trace-id"] == b"t-1"  # the original headers travel with the dead letter
     assert svc.metric("sentiment_messages_consumed_total") == len(rows) + 1
+
+
+def kcat(*args: str, stdin: str | None = None) -> str:
+    """Debian's kcat, run on the librdkafka that the confluent-kafka wheel bundles.
+
+    Debian's own librdkafka (2.0.2) cannot read Tansu's ApiVersions answer ("Read underflow").
+    """
+    binary = shutil.which("kcat")
+    if binary is None:
+        pytest.skip("kcat is not installed; `make system-deps` installs it")
+    libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
+    env = dict(os.environ, LD_PRELOAD=str(next(libs.glob("librdkafka-*.so*"))))
+    r = subprocess.run(
+        [binary, *args], input=stdin, env=env, capture_output=True, text=True, timeout=60,
+        check=True,
+    )  # fmt: skip
+    return r.stdout
+
+
+def test_kcat_produces_the_input_and_reads_the_results(kafka_bootstrap, make_topics, start_service):
+    topics = make_topics(1)
+    start_service(topics, unique("group"))
+    rows = posts(50)
+    lines = "".join(f"{r['id']}|{json.dumps(r, ensure_ascii=False)}\n" for r in rows)
+    kcat("-b", kafka_bootstrap, "-P", "-t", topics.input, "-K", "|", stdin=lines)
+
+    want = {r["id"] for r in rows}
+    got: dict[str, dict] = {}
+    deadline = time.monotonic() + 120
+    while not want <= got.keys():  # each kcat run reads what is there now, then exits
+        assert time.monotonic() < deadline, f"kcat read {len(got)} of {len(want)} results"
+        out = kcat("-b", kafka_bootstrap, "-C", "-t", topics.output, "-o", "beginning", "-e", "-J")
+        for line in out.splitlines():
+            rec = json.loads(line)
+            got[rec["key"]] = json.loads(rec["payload"])
+    assert sorted(got) == sorted(want)
+    assert all(got[k]["id"] == k and got[k]["label"] in ("negative", "positive") for k in got)
