@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -358,14 +359,16 @@ def test_gpu_overlay_asks_for_a_gpu_and_cpu_overlay_does_not(
     assert gpu_pod["nodeSelector"]
     assert any(t["key"] == "nvidia.com/gpu" for t in gpu_pod["tolerations"])
     assert _settings_env(gpu_objects)[env_name("device")] == "cuda"
-    assert _container(gpu_objects)["image"].endswith("-gpu")
+    # Image tags are the project's version, so a release bumps both together.
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]["version"]
+    assert _container(gpu_objects)["image"].endswith(f":{version}-gpu")
 
     cpu_objects = render("cpu", ())
     cpu_pod = _one(cpu_objects, "Deployment")["spec"]["template"]["spec"]
     assert "nvidia.com/gpu" not in cpu_pod["containers"][0]["resources"]["limits"]
     assert "tolerations" not in cpu_pod
     assert _settings_env(cpu_objects)[env_name("device")] == "cpu"
-    assert _container(cpu_objects)["image"].endswith("-cpu")
+    assert _container(cpu_objects)["image"].endswith(f":{version}-cpu")
 
 
 def test_keda_scales_on_the_groups_lag_within_the_partitions(
