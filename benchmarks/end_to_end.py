@@ -4,9 +4,9 @@ Both consumers get the same posts (the shipped sample reviews) in the same two p
 
 1. throughput: a burst of --posts posts; posts/s from the first post consumed to the last
    result written;
-2. latency: --paced-seconds of posts produced at a fixed rate that both can sustain (half the
-   naive loop's throughput); end-to-end latency is the result record's timestamp minus the
-   input record's.
+2. latency: --paced-seconds of posts produced at a fixed rate, twice: at half the naive loop's
+   throughput (both keep up) and at one and a half times it (the naive loop falls behind);
+   end-to-end latency is the result record's timestamp minus the input record's.
 
 Peak RSS is the consumer process's VmHWM. Every input id must come back (nothing lost); the
 bar is the service's throughput >= 10x the naive loop's. The two run one after the other, so
@@ -29,8 +29,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +48,7 @@ BAR = 10.0
 class Figures:
     name: str
     throughput: float = 0.0
-    rate: float = 0.0
-    p50_ms: float = 0.0
-    p99_ms: float = 0.0
+    latency: dict[float, tuple[float, float]] = field(default_factory=dict)  # rate: p50, p99 ms
     peak_rss_mib: float = 0.0
     sent: int = 0
     results: int = 0
@@ -96,8 +93,9 @@ def produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]], rate: f
     for i, (key, value) in enumerate(values):
         p.produce(topic, value, key.encode())
         if rate:
-            ahead = (i + 1) / rate - (time.monotonic() - t0)
-            p.poll(max(ahead, 0))  # paced: the wait serves delivery reports
+            # poll(timeout) returns at the first delivery report, so it cannot pace by itself.
+            time.sleep(max((i + 1) / rate - (time.monotonic() - t0), 0))
+        p.poll(0)
     assert p.flush(30) == 0
 
 
@@ -153,12 +151,16 @@ def measure(
     bootstrap: str,
     texts: list[str],
     n: int,
-    rate: float,
+    rates: list[float] | None,
     seconds: float,
     model: str,
     env: dict[str, str] | None = None,
 ) -> Figures:
-    """Run one consumer through the burst and the paced phase; `env` adds SENTIMENT_ settings."""
+    """Run one consumer through the burst, then one paced phase per rate.
+
+    `rates` None means half and one and a half times this consumer's own throughput (how the
+    naive loop, which runs first, sets the pace for both). `env` adds SENTIMENT_ settings.
+    """
     tag = uuid.uuid4().hex[:8]
     topics = {"in": f"bench-in-{tag}", "out": f"bench-out-{tag}", "dlq": f"bench-dlq-{tag}"}
     create_topics(
@@ -168,29 +170,31 @@ def measure(
     fig = Figures(kind)
     proc = start(kind, bootstrap, topics, model, env or {})
     reader = Reader(bootstrap, topics["out"])
+    sent: list[str] = []
     try:
         burst = post_values(texts, "burst", n)
         produce(bootstrap, topics["in"], burst)
-        reader.until({i for i, _ in burst}, timeout=max(600.0, n / 2))
+        sent += [i for i, _ in burst]
+        reader.until(set(sent), timeout=max(600.0, n / 2))
         got = [reader.seen[i] for i, _ in burst if i in reader.seen]
         start_ms = min(r["consumed_at_ms"] for _, r in got)
         end_ms = max(ts for ts, _ in got)
         fig.throughput = len(got) / max((end_ms - start_ms) / 1e3, 1e-9)
 
-        # The naive loop's rate is not known before it runs; it goes first and sets the pace.
-        fig.rate = rate or fig.throughput / 2
-        paced = post_values(texts, "paced", max(int(fig.rate * seconds), 20))
-        produce(bootstrap, topics["in"], paced, rate=fig.rate)
-        reader.until({i for i, _ in paced}, timeout=120.0)
-        lat = sorted(ts - r["input_timestamp_ms"] for i, _ in paced if i in reader.seen
-                     for ts, r in [reader.seen[i]])  # fmt: skip
-        if lat:
-            fig.p50_ms = statistics.median(lat)
-            fig.p99_ms = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
+        for k, rate in enumerate(rates or [fig.throughput / 2, fig.throughput * 1.5]):
+            paced = post_values(texts, f"paced{k}", max(int(rate * seconds), 20))
+            produce(bootstrap, topics["in"], paced, rate=rate)
+            sent += [i for i, _ in paced]
+            reader.until({i for i, _ in paced}, timeout=max(120.0, 3 * seconds * rate / 10))
+            lat = sorted(ts - r["input_timestamp_ms"] for i, _ in paced if i in reader.seen
+                         for ts, r in [reader.seen[i]])  # fmt: skip
+            if lat:
+                p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
+                fig.latency[rate] = (statistics.median(lat), p99)
         fig.peak_rss_mib = peak_rss_mib(proc.pid)
-        fig.sent = len(burst) + len(paced)
+        fig.sent = len(sent)
         fig.results = reader.records
-        fig.lost = sum(1 for i, _ in burst + paced if i not in reader.seen)
+        fig.lost = sum(1 for i in sent if i not in reader.seen)
         fig.duplicates = reader.records - len(reader.seen)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -222,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         args.bootstrap = broker.start()
         print(f"broker: embedded Tansu on {args.bootstrap}")
     try:
-        naive = measure("naive", args.bootstrap, texts, args.posts, 0, args.paced_seconds,
+        naive = measure("naive", args.bootstrap, texts, args.posts, None, args.paced_seconds,
                         args.model)  # fmt: skip
-        service = measure("service", args.bootstrap, texts, args.posts, naive.rate,
+        service = measure("service", args.bootstrap, texts, args.posts, list(naive.latency),
                           args.paced_seconds, args.model)  # fmt: skip
     finally:
         if broker is not None:
@@ -237,26 +241,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(naive: Figures, service: Figures) -> None:
-    rows = [
-        ("throughput, posts/s", "throughput", "{:.0f}"),
-        (f"p50 latency at {naive.rate:.0f} posts/s, ms", "p50_ms", "{:.0f}"),
-        (f"p99 latency at {naive.rate:.0f} posts/s, ms", "p99_ms", "{:.0f}"),
-        ("peak RSS, MiB", "peak_rss_mib", "{:.0f}"),
-        ("posts sent", "sent", "{}"),
-        ("results read", "results", "{}"),
-        ("lost", "lost", "{}"),
-        ("duplicates", "duplicates", "{}"),
-    ]
-    print(f"\n| {'':34} | {'naive loop':>11} | {'service':>11} | {'ratio':>7} |")
-    print(f"|{'-' * 36}|{'-' * 13}:|{'-' * 13}:|{'-' * 9}:|".replace("-:", ":"))
-    for label, attr, fmt in rows:
-        a, b = getattr(naive, attr), getattr(service, attr)
-        ratio = f"{b / a:.1f}x" if attr in ("throughput", "peak_rss_mib") and a else ""
-        print(f"| {label:34} | {fmt.format(a):>11} | {fmt.format(b):>11} | {ratio:>7} |")
+    def row(label: str, a: str, b: str, ratio: str = "") -> None:
+        print(f"| {label:38} | {a:>11} | {b:>11} | {ratio:>7} |")
+
+    print(f"\n| {'':38} | {'naive loop':>11} | {'service':>11} | {'ratio':>7} |")
+    print(f"|{'-' * 40}|{'-' * 12}:|{'-' * 12}:|{'-' * 8}:|")
+    ratio = service.throughput / naive.throughput
+    row("throughput, posts/s", f"{naive.throughput:.0f}", f"{service.throughput:.0f}",
+        f"{ratio:.1f}x")  # fmt: skip
+    for rate, (n50, n99) in naive.latency.items():
+        s50, s99 = service.latency.get(rate, (float("nan"), float("nan")))
+        row(f"latency p50 at {rate:.0f} posts/s, ms", f"{n50:.0f}", f"{s50:.0f}")
+        row(f"latency p99 at {rate:.0f} posts/s, ms", f"{n99:.0f}", f"{s99:.0f}")
+    row("peak RSS, MiB", f"{naive.peak_rss_mib:.0f}", f"{service.peak_rss_mib:.0f}")
+    for label, attr in (("posts sent", "sent"), ("results read", "results"), ("lost", "lost"),
+                        ("duplicates", "duplicates")):  # fmt: skip
+        row(label, str(getattr(naive, attr)), str(getattr(service, attr)))
     print()
-    counts = Counter({"naive": naive.lost, "service": service.lost})
-    if sum(counts.values()):
-        print(f"LOST MESSAGES: {dict(counts)}")
 
 
 if __name__ == "__main__":

@@ -60,9 +60,9 @@ def stream(bootstrap: str, posts: list[dict[str, Any]], rate: float, stop: threa
         if i and i % every == 0 and i // every <= len(MALFORMED):
             p.produce("posts", MALFORMED[i // every - 1], key=b"malformed")
         p.produce("posts", json.dumps(post, ensure_ascii=False).encode(), key=post["id"].encode())
-        ahead = (i + 1) / rate - (time.monotonic() - t0)
-        if ahead > 0:
-            p.poll(ahead)  # paces the stream; serves delivery reports meanwhile
+        # poll(timeout) returns at the first delivery report, so it cannot pace by itself.
+        time.sleep(max((i + 1) / rate - (time.monotonic() - t0), 0))
+        p.poll(0)
     p.flush(30)
 
 
