@@ -29,6 +29,7 @@ from model import artifact
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training import lm as lm_artifact
+from training.__main__ import _parse_bool
 from training.compare import link_into_card
 from training.data import load_source
 from training.finetune import Ulmfit, classifier_from_pretrained, subsample, ulmfit_train
@@ -229,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patience", type=int, default=4)
+    p.add_argument("--lr-decay", type=float, default=Ulmfit().lr_decay)
+    p.add_argument("--gradual-unfreezing", type=_parse_bool, default=True, metavar="{true,false}")
+    p.add_argument("--reuse", action="store_true", help="keep the low-label runs of OUT/curve.json")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
@@ -239,9 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = run_curve(
-        args.lm, args.source, sizes, cfg, Ulmfit(), seeds, args.min_steps, torch.device("cpu")
-    )
+    ulm = Ulmfit(lr_decay=args.lr_decay, gradual_unfreezing=args.gradual_unfreezing)
+    rows: list[dict[str, Any]] = []
+    if args.reuse and (args.out / "curve.json").is_file():
+        old = json.loads((args.out / "curve.json").read_text(encoding="utf-8"))
+        rows = [r for r in old["runs"] if "model" not in r]  # artifact points are re-read
+        sizes = [s for s in sizes if s not in {r["size"] for r in rows}]
+    if sizes:
+        rows += run_curve(
+            args.lm, args.source, sizes, cfg, ulm, seeds, args.min_steps, torch.device("cpu")
+        )
     for model_dir, variant in (
         (args.full_scratch, "scratch"),
         (args.full_pretrained, "pretrained"),
