@@ -78,9 +78,12 @@ class Settings(BaseSettings):
     group_id: str = "sentiment"
     model: str = Field("default", description="'default' (the shipped model) or a directory")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    # Chosen from benchmarks/batch_sizes.py on the 2-core CPU machine: see the README.
+    # Measured with benchmarks/batch_sizes.py on the 2-core CPU machine (benchmarks/README.md):
+    # 256 had the best throughput of 16-1024; a 20 ms wait kept p50/p99 latency at 100 posts/s
+    # near 60/120 ms (50 ms: 90/150, 200 ms: 390/650) at the same throughput, because under load
+    # consume() fills a batch at once whatever the wait.
     batch_max_size: int = Field(256, ge=1, le=10_000)
-    batch_max_wait_ms: int = Field(50, ge=1, le=60_000)
+    batch_max_wait_ms: int = Field(20, ge=1, le=60_000)
     # The forward pass runs in chunks of this many posts sorted by length (less padding); on
     # CPU small chunks measured fastest, on a GPU larger ones are (see benchmarks/).
     inference_batch_size: int = Field(64, ge=1, le=10_000)
