@@ -1,15 +1,41 @@
-"""One micro-batch through the model: segment once, infer once, isolate the posts that fail."""
+"""One micro-batch through the model: decode, segment, infer once, isolate the posts that fail."""
 
 from __future__ import annotations
 
 import logging
 import time
 
+from confluent_kafka import Message
+
 from consumer import metrics
-from consumer.records import DeadLetter, Post
+from consumer.records import DeadLetter, Post, decode, now_ms
+from consumer.settings import Settings
 from model.predictor import Encoded, Prediction, Predictor
 
 log = logging.getLogger(__name__)
+
+
+def prepare(
+    batch: list[Message], s: Settings, predictor: Predictor
+) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
+    """Decode a consumed batch and label it: (post, prediction) pairs and dead letters."""
+    consumed_at = now_ms()
+    posts: list[Post] = []
+    dead: list[DeadLetter] = []
+    for msg in batch:
+        item = decode(
+            msg,
+            input_format=s.input_format,
+            text_field=s.text_field,
+            max_bytes=s.max_message_bytes,
+            consumed_at_ms=consumed_at,
+        )
+        if isinstance(item, DeadLetter):
+            dead.append(item)
+        else:
+            posts.append(item)
+    labelled, more_dead = label_batch(predictor, posts)
+    return labelled, dead + more_dead
 
 
 def label_batch(

@@ -22,10 +22,12 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer import kafka_stats, metrics
-from consumer.batch import label_batch
+from consumer.batch import prepare
+from consumer.delivery import Acks, DeliveryError, first_offsets, next_offsets
 from consumer.drift import DriftMonitor
 from consumer.http_server import Health
-from consumer.records import H_MODEL_VERSION, DeadLetter, Post, decode, now_ms, result_value
+from consumer.kafka_config import kafka_configs
+from consumer.records import H_MODEL_VERSION, now_ms, result_value
 from consumer.settings import Settings
 from model.predictor import Predictor
 
@@ -34,48 +36,6 @@ log = logging.getLogger(__name__)
 # After a stop request, how long to keep waiting for the broker to acknowledge the last batch;
 # Kubernetes kills the pod 30 s after SIGTERM.
 DRAIN_SECONDS = 20.0
-
-
-class DeliveryError(Exception):
-    """The broker did not acknowledge every record of a batch; the batch will be reprocessed."""
-
-
-def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Consumer and producer configs: tunable defaults, then passthrough, then what we rely on."""
-    passthrough = s.librdkafka_config()
-    common: dict[str, Any] = {
-        "bootstrap.servers": s.bootstrap_servers,
-        "client.id": f"sentiment-{s.group_id}",
-    }
-    consumer: dict[str, Any] = {
-        "auto.offset.reset": "earliest",
-        # A broker may hold a fetch this long even when data arrives (Tansu does); a batch must
-        # not wait longer than its own time bound for that.
-        "fetch.wait.max.ms": min(s.batch_max_wait_ms, 500),
-        # Prefetched input is memory too; posts are small, so 16 MB per client is plenty.
-        "queued.max.messages.kbytes": 16384,
-        **passthrough,
-        **common,
-        "group.id": s.group_id,
-        "enable.auto.commit": False,  # committed after every batch, on revoke and on shutdown
-        # Offsets are stored by hand once a batch's results are acknowledged; an automatic
-        # store at consume() time would commit posts whose results could still be lost.
-        "enable.auto.offset.store": False,
-        "isolation.level": "read_committed",
-    }
-    if s.statistics_interval_ms:
-        consumer["statistics.interval.ms"] = s.statistics_interval_ms
-        consumer["stats_cb"] = kafka_stats.handle_stats
-    producer = {
-        "linger.ms": 5,
-        **{k: v for k, v in passthrough.items() if not k.startswith(("session.", "heartbeat."))},
-        **common,
-        # Broker-side de-duplication of retries, so a retry never writes a result twice.
-        "enable.idempotence": True,
-    }
-    if s.processing_guarantee == "exactly-once":
-        producer["transactional.id"] = s.effective_transactional_id()
-    return consumer, producer
 
 
 class Service:
@@ -146,30 +106,14 @@ class Service:
         return False
 
     def _process(self, batch: list[Message]) -> None:
-        consumed_at = now_ms()
-        posts: list[Post] = []
-        dead: list[DeadLetter] = []
-        for msg in batch:
-            item = decode(
-                msg,
-                input_format=self.s.input_format,
-                text_field=self.s.text_field,
-                max_bytes=self.s.max_message_bytes,
-                consumed_at_ms=consumed_at,
-            )
-            if isinstance(item, DeadLetter):
-                dead.append(item)
-            else:
-                posts.append(item)
-        labelled, more_dead = label_batch(self.predictor, posts)
-        dead += more_dead
+        labelled, dead = prepare(batch, self.s, self.predictor)
         self.drift.update([pred for _, pred in labelled])
         if self.predictor.device.type == "cuda":
             import torch
 
             metrics.GPU_MEMORY.set(torch.cuda.memory_allocated(self.predictor.device))
 
-        acks = _Acks()
+        acks = Acks()
         if self.eos:
             self.producer.begin_transaction()
         done_at = now_ms()
@@ -190,7 +134,7 @@ class Service:
                 cut = d.truncated(self.s.max_message_bytes)
                 self._produce(self.s.dlq_topic, cut.key, cut.value, cut.kafka_headers(), cb)
 
-        offsets = _next_offsets(batch)
+        offsets = next_offsets(batch)
         if self.eos:
             self._commit_transaction(offsets)
             return
@@ -209,7 +153,7 @@ class Service:
                 self.health.beat()
                 self.producer.poll(0.1)
 
-    def _await(self, acks: _Acks) -> None:
+    def _await(self, acks: Acks) -> None:
         """Block until the broker has answered for every record of the batch."""
         deadline: float | None = None
         while acks.pending:
@@ -255,12 +199,8 @@ class Service:
                 metrics.COMMITS.inc()
 
     def _rewind(self, batch: list[Message]) -> None:
-        first: dict[tuple[str, int], int] = {}
-        for m in batch:
-            tp = (m.topic() or "", m.partition() or 0)
-            first[tp] = min(first.get(tp, m.offset() or 0), m.offset() or 0)
-        for (topic, part), offset in first.items():
-            self.consumer.seek(TopicPartition(topic, part, offset))
+        for tp in first_offsets(batch):
+            self.consumer.seek(tp)
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is None:
@@ -290,40 +230,6 @@ class Service:
         metrics.REBALANCES.inc()
         metrics.ASSIGNED_PARTITIONS.set(0)
         kafka_stats.forget_partitions(partitions)
-
-
-class _Acks:
-    """Counts one batch's outstanding and failed deliveries."""
-
-    def __init__(self) -> None:
-        self.pending = 0
-        self.failed = 0
-
-    def track(self, counter: Any, source: Any) -> Callable[[KafkaError | None, Message], None]:
-        self.pending += 1
-        ts = source.timestamp_ms if source is not None else None
-
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            self.pending -= 1
-            if err is not None:
-                self.failed += 1
-                metrics.DELIVERY_ERRORS.inc()
-                log.error("delivery to %s failed: %s", msg.topic(), err)
-                return
-            counter.inc()
-            if ts is not None:
-                metrics.END_TO_END.observe(max(now_ms() - ts, 0) / 1e3)
-
-        return on_delivery
-
-
-def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
-    """Per partition, the offset after the last message of the batch: what to commit."""
-    last: dict[tuple[str, int], int] = {}
-    for m in batch:
-        tp = (m.topic() or "", m.partition() or 0)
-        last[tp] = max(last.get(tp, -1), m.offset() or 0)
-    return [TopicPartition(t, p, off + 1) for (t, p), off in last.items()]
 
 
 def _names(partitions: list[TopicPartition]) -> str:

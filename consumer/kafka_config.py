@@ -1,0 +1,51 @@
+"""librdkafka configs of the service's consumer and producer, from the settings.
+
+Order matters: tunable defaults first, then the operator's passthrough properties
+(SENTIMENT_KAFKA_CONFIG and secrets files), then the properties the delivery guarantee rests
+on, which nothing may override.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer import kafka_stats
+from consumer.settings import Settings
+
+
+def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Consumer and producer configs: tunable defaults, then passthrough, then what we rely on."""
+    passthrough = s.librdkafka_config()
+    common: dict[str, Any] = {
+        "bootstrap.servers": s.bootstrap_servers,
+        "client.id": f"sentiment-{s.group_id}",
+    }
+    consumer: dict[str, Any] = {
+        "auto.offset.reset": "earliest",
+        # A broker may hold a fetch this long even when data arrives (Tansu does); a batch must
+        # not wait longer than its own time bound for that.
+        "fetch.wait.max.ms": min(s.batch_max_wait_ms, 500),
+        # Prefetched input is memory too; posts are small, so 16 MB per client is plenty.
+        "queued.max.messages.kbytes": 16384,
+        **passthrough,
+        **common,
+        "group.id": s.group_id,
+        "enable.auto.commit": False,  # committed after every batch, on revoke and on shutdown
+        # Offsets are stored by hand once a batch's results are acknowledged; an automatic
+        # store at consume() time would commit posts whose results could still be lost.
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+    }
+    if s.statistics_interval_ms:
+        consumer["statistics.interval.ms"] = s.statistics_interval_ms
+        consumer["stats_cb"] = kafka_stats.handle_stats
+    producer = {
+        "linger.ms": 5,
+        **{k: v for k, v in passthrough.items() if not k.startswith(("session.", "heartbeat."))},
+        **common,
+        # Broker-side de-duplication of retries, so a retry never writes a result twice.
+        "enable.idempotence": True,
+    }
+    if s.processing_guarantee == "exactly-once":
+        producer["transactional.id"] = s.effective_transactional_id()
+    return consumer, producer
