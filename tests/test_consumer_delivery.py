@@ -100,6 +100,10 @@ def test_sigterm_drains_commits_and_a_restart_adds_no_duplicates(
 def test_exactly_once_kill_and_restart_leaves_no_duplicates_among_committed_results(
     kafka_bootstrap, make_topics, start_service
 ):
+    """On a Kafka broker read_committed hides an aborted transaction's records. The embedded
+    Tansu does not (checked: an aborted record is returned to read_committed readers), so there
+    this test only passes when the kill misses the few milliseconds per batch in which a
+    transaction holds records; on Kafka (KAFKA_BOOTSTRAP_SERVERS, testcontainers) it is exact."""
     topics, group, txn = make_topics(3), unique("group"), unique("txn")
     eos = {"processing_guarantee": "exactly-once", "transactional_id": txn}
     svc = start_service(topics, group, **eos)
