@@ -156,3 +156,28 @@ def test_a_post_that_breaks_inference_costs_only_itself(tiny_predictor, monkeypa
     assert [d.reason for d in dead] == ["inference_error"]
     assert "poisoned input" in dead[0].error
     assert metrics.REGISTRY.get_sample_value(count) == before + 1  # timed once per batch
+
+
+def test_kafka_configs_let_passthrough_tune_but_not_weaken_the_guarantee():
+    from consumer.kafka_config import kafka_configs
+    from consumer.settings import Settings
+
+    s = Settings(
+        bootstrap_servers="k:9092",
+        batch_max_wait_ms=30,
+        kafka_config='{"auto.offset.reset": "latest", "linger.ms": 50, "sasl.username": "u"}',
+    )
+    consumer, producer = kafka_configs(s)
+    assert consumer["auto.offset.reset"] == "latest" and producer["linger.ms"] == 50
+    assert consumer["sasl.username"] == producer["sasl.username"] == "u"
+    assert consumer["enable.auto.offset.store"] is False
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["fetch.wait.max.ms"] == 30  # a held fetch never outlasts the batch wait
+    assert producer["enable.idempotence"] is True
+    assert "transactional.id" not in producer
+
+    eos = Settings(bootstrap_servers="k:9092", processing_guarantee="exactly-once",
+                   transactional_id="sentiment-0")  # fmt: skip
+    consumer, producer = kafka_configs(eos)
+    assert producer["transactional.id"] == "sentiment-0"
+    assert consumer["isolation.level"] == "read_committed"
