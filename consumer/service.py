@@ -187,17 +187,18 @@ class Service:
             raise DeliveryError("transaction aborted") from e
 
     def _commit(self, asynchronous: bool) -> None:
+        """Commit the stored offsets. A failure is logged, not raised: the offsets stay stored
+        for the next commit, or, if the partitions are gone, their next owner redoes the posts
+        (at-least-once), which is no reason to crash a rebalance or a shutdown."""
         try:
             if asynchronous:
                 self.consumer.commit(asynchronous=True)
             else:
                 self.consumer.commit(asynchronous=False)
-        except KafkaException as e:
-            if e.args[0].code() != KafkaError._NO_OFFSET:  # nothing stored since the last commit
-                raise
-        else:
-            if not asynchronous:
                 metrics.COMMITS.inc()
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError._NO_OFFSET:  # _NO_OFFSET: nothing new to commit
+                log.error("offset commit failed: %s", e.args[0])
 
     def _rewind(self, batch: list[Message]) -> None:
         for tp in first_offsets(batch):

@@ -8,7 +8,10 @@ whole input.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -121,3 +124,36 @@ def test_exactly_once_kill_and_restart_leaves_no_duplicates_among_committed_resu
     print(f"exactly-once: {len(ids)} committed results; {written} records incl. aborted ones")
     for m in committed:
         assert json.loads(m.value())["source"]["topic"] == topics.input
+
+
+def test_sigterm_with_the_broker_gone_still_exits_inside_the_grace_period(tmp_path, model_name):
+    """A broker of its own, stopped under the service's feet mid-stream: the service gives up
+    waiting for acknowledgements after its drain time and exits 0 inside Kubernetes' 30 s."""
+    from consumer.embedded_broker import EmbeddedBroker, free_port
+    from tests.conftest import FAST_GROUP, ServiceProcess
+
+    broker = EmbeddedBroker()
+    broker.start()
+    try:
+        broker.create_topics({"posts": 2, "posts.sentiment": 2, "posts.dlq": 1})
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+        env.update(
+            SENTIMENT_BOOTSTRAP_SERVERS=broker.bootstrap,
+            SENTIMENT_MODEL=model_name,
+            SENTIMENT_HTTP_PORT=str(port),
+            SENTIMENT_KAFKA_CONFIG=json.dumps(FAST_GROUP),
+        )
+        log_path = tmp_path / "service.log"
+        log = log_path.open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "consumer"], cwd=tmp_path, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        svc = ServiceProcess(proc, port, env, log_path, log)
+        svc.wait_ready()
+        produce(broker.bootstrap, "posts", encode(posts(N)))
+        read_until(broker.bootstrap, ["posts.sentiment"], lambda ms: len(ms) >= 50)
+    finally:
+        broker.stop()
+    t0 = time.monotonic()
+    assert svc.stop(signal.SIGTERM, timeout=30) == 0
+    print(f"SIGTERM with the broker gone: exited after {time.monotonic() - t0:.1f} s")
