@@ -21,7 +21,14 @@ from model.text import Tokenizer, TokenizerConfig
 from model.vocab import UNK_ID, Vocab
 from training.data import Splits, load_source, unlabelled_people_daily
 from training.embeddings import ppmi_svd_vectors
-from training.train import TrainConfig, TrainResult, encode_all, evaluate_ids, train_classifier
+from training.train import (
+    TrainConfig,
+    TrainResult,
+    encode_all,
+    evaluate_ids,
+    seed_everything,
+    train_classifier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +126,8 @@ def run(
     train_ids = encode_all(vocab, prep.train_tokens, cfg.max_len)
     val_ids = encode_all(vocab, prep.val_tokens, cfg.max_len)
     test_ids = encode_all(vocab, prep.test_tokens, cfg.max_len)
+    # Seed before the weights are drawn, so one command always builds the same model.
+    seed_everything(cfg.seed)
     model = SentimentClassifier(cfg.classifier_config(len(vocab)))
     if cfg.init_embeddings == "ppmi":
         corpus = prep.train_tokens + unlabelled_tokens(source, prep.tokenizer_config)
