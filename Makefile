@@ -36,8 +36,10 @@ format: install
 run: install
 	$(BIN)/python -m consumer.demo
 
+# The shipped model: train with the defaults, then fit a temperature on the validation split.
 train: install
-	$(BIN)/python -m training --out model/default --threads 1
+	$(BIN)/python -m training --out build/model-uncalibrated --threads 1
+	$(BIN)/python -m training.calibrate --model build/model-uncalibrated --out model/default
 
 bench: install
 	$(BIN)/python -m benchmarks.end_to_end

@@ -26,6 +26,11 @@ def test_default_model_meets_the_accuracy_bar(test_report):
     assert report["accuracy"] >= 0.85, report
 
 
+def test_default_model_scores_are_calibrated(test_report):
+    _, report = test_report
+    assert report["ece"] <= 0.03, report["ece"]
+
+
 def test_default_model_card_states_the_measured_figures(test_report):
     loaded, report = test_report
     card = (loaded.path / "README.md").read_text(encoding="utf-8")
