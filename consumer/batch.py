@@ -35,7 +35,23 @@ def prepare(
         else:
             posts.append(item)
     labelled, more_dead = label_batch(predictor, posts)
+    if s.explain_top_k and labelled:
+        explain(predictor, [post for post, _ in labelled], s.explain_top_k)
     return labelled, dead + more_dead
+
+
+def explain(predictor: Predictor, posts: list[Post], top_k: int) -> None:
+    """Attach each post's top tokens; off by default because it costs a backward pass.
+
+    An explanation is an extra: if it fails the labels still go out, without `top_tokens`.
+    """
+    try:
+        tops = predictor.explain([p.text for p in posts], top_k)
+    except Exception as e:
+        log.warning("explanations failed for a batch of %d: %s", len(posts), e)
+        return
+    for post, top in zip(posts, tops, strict=True):
+        post.top_tokens = top
 
 
 def label_batch(

@@ -76,6 +76,8 @@ class Post:
     raw: bytes | None  # the original value and headers, for a dead letter found later
     headers: list[tuple[str, Any]]
     source: Source
+    # The tokens that drove the label, when SENTIMENT_EXPLAIN_TOP_K turns explanations on.
+    top_tokens: list[tuple[str, float]] | None = None
 
 
 @dataclass
@@ -179,4 +181,6 @@ def result_value(post: Post, pred: Prediction, model_version: str, processed_at_
         consumed_at_ms=post.source.consumed_at_ms,
         processed_at_ms=processed_at_ms,
     )
+    if post.top_tokens is not None:
+        out["top_tokens"] = [[tok, round(w, 4)] for tok, w in post.top_tokens]
     return json.dumps(out, ensure_ascii=False).encode("utf-8")

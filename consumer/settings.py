@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         SecretStr("{}"), description="JSON object of extra librdkafka properties"
     )
     statistics_interval_ms: int = Field(5000, ge=0, le=3_600_000)
+    # Include the N tokens that drove each label in its result (`top_tokens`); 0 is off, since
+    # explaining costs a backward pass per batch.
+    explain_top_k: int = Field(0, ge=0, le=50)
     drift_window_size: int = Field(2000, ge=1, le=10_000_000)
     drift_window_seconds: float = Field(600.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
