@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[train,test,dev]'
 	touch $(STAMP)
 
-# Debian's prometheus gives the real server and promtool the observability tests use; kcat is
-# the third-party client of the consumer interop test.
+# Debian's prometheus gives the real server and promtool the observability tests use; kcat is a
+# second independent Kafka client for the interop test; the CJK font lets report heat-maps draw
+# Chinese.
 system-deps:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v kcat >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus kcat >/dev/null)
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus kcat fonts-wqy-microhei >/dev/null)
 
 test: install system-deps deploy-tools
 	$(BIN)/python -m pytest
