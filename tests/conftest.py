@@ -46,11 +46,17 @@ def _docker_answers() -> bool:
         return False
 
 
+# Which broker the session runs against: "configured", "testcontainers" or "tansu". Tests that
+# meet a documented Tansu limitation read it (see test_consumer_delivery's exactly-once test).
+BROKER: dict[str, str] = {}
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """host:port of a real broker for the whole session."""
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if configured:
+        BROKER["kind"] = "configured"
         yield configured
         return
     if _docker_answers():
@@ -59,9 +65,11 @@ def kafka_bootstrap() -> Iterator[str]:
         except ImportError:
             from testcontainers.kafka import KafkaContainer
         with KafkaContainer() as kafka:
+            BROKER["kind"] = "testcontainers"
             yield kafka.get_bootstrap_server()
         return
     with EmbeddedBroker() as broker:
+        BROKER["kind"] = "tansu"
         yield broker.bootstrap
 
 
