@@ -46,7 +46,7 @@ from training.__main__ import _parse_bool
 from training.__main__ import build_parser as train_parser
 from training.calibrate import calibrate
 from training.data import LABELS, Splits, load_source, read_file, split_dataset
-from training.pipeline import Prepared, finish
+from training.pipeline import finish, prepare
 from training.train import (
     TrainConfig,
     TrainResult,
@@ -198,19 +198,6 @@ def ulmfit_train(
     return result
 
 
-def _prepare(splits: Splits, tok: Tokenizer, labels: tuple[str, ...]) -> Prepared:
-    return Prepared(
-        tok.config,
-        tok.tokenize_many(splits.train.texts),
-        tok.tokenize_many(splits.validation.texts),
-        tok.tokenize_many(splits.test.texts),
-        splits.train.label_ids(labels),
-        splits.validation.label_ids(labels),
-        splits.test.label_ids(labels),
-        splits.test.texts,
-    )
-
-
 def subsample(rows: list[T], n: int, seed: int) -> list[T]:
     """A low-label run's rows: a fixed random subset, in the original order."""
     rng = np.random.default_rng(seed)
@@ -279,7 +266,7 @@ def run(
         len(splits.validation),
         len(splits.test),
     )
-    prep = _prepare(splits, tok, labels)
+    prep = prepare(splits, labels, tok)
     train_ids = encode_all(vocab, prep.train_tokens, cfg.max_len)
     val_ids = encode_all(vocab, prep.val_tokens, cfg.max_len)
     test_ids = encode_all(vocab, prep.test_tokens, cfg.max_len)

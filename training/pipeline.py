@@ -47,12 +47,12 @@ class Prepared:
     test_texts: list[str]
 
 
-def prepare(splits: Splits, labels: tuple[str, ...]) -> Prepared:
-    tok_cfg = TokenizerConfig()
-    tok = Tokenizer(tok_cfg)
+def prepare(splits: Splits, labels: tuple[str, ...], tok: Tokenizer | None = None) -> Prepared:
+    """Tokenise every split once; `tok` is a base model's tokenizer when fine-tuning one."""
+    tok = tok or Tokenizer(TokenizerConfig())
     t0 = time.time()
     out = Prepared(
-        tok_cfg,
+        tok.config,
         tok.tokenize_many(splits.train.texts),
         tok.tokenize_many(splits.validation.texts),
         tok.tokenize_many(splits.test.texts),
