@@ -8,7 +8,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import shlex
 import sys
@@ -17,8 +16,12 @@ from pathlib import Path
 import torch
 
 from model.artifact import resolve_device
+from training.cli import add_config_args, config_kwargs
 from training.pipeline import run
 from training.train import TrainConfig
+
+# Labels come from the data, not from a flag.
+NOT_FLAGS = frozenset({"labels"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,33 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "labels":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            p.add_argument(
-                flag,
-                type=_parse_bool,
-                default=default,
-                metavar="{true,false}",
-                help=f"{f.name.replace('_', ' ')}",
-            )
-        else:
-            p.add_argument(
-                flag, type=type(default), default=default, help=f"{f.name.replace('_', ' ')}"
-            )
+    add_config_args(p, TrainConfig, NOT_FLAGS)
     return p
-
-
-def _parse_bool(s: str) -> bool:
-    if s.lower() in ("1", "true", "yes"):
-        return True
-    if s.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,9 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"labels"}
     try:
-        cfg = TrainConfig(**{k: getattr(args, k) for k in names})
+        cfg = TrainConfig(**config_kwargs(args, TrainConfig, NOT_FLAGS))
         device = resolve_device(args.device)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

