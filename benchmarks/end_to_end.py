@@ -1,6 +1,8 @@
 """End-to-end benchmark through a real broker: the service against the naive per-message loop.
 
-Both consumers get the same posts (the shipped sample reviews) in the same two phases:
+Three consumers: the naive loop; the service with its inference thread off
+(SENTIMENT_PIPELINE=false), which shows what batching alone buys; the service as shipped. All
+get the same posts (the shipped sample reviews) in the same two phases:
 
 1. throughput: a burst of --posts posts; posts/s from the first post consumed to the last
    result written;
@@ -9,7 +11,7 @@ Both consumers get the same posts (the shipped sample reviews) in the same two p
    end-to-end latency is the result record's timestamp minus the input record's.
 
 Peak RSS is the consumer process's VmHWM. Every input id must come back (nothing lost); the
-bar is the service's throughput >= 10x the naive loop's. The two run one after the other, so
+bar is the service's throughput >= 10x the naive loop's. They run one after the other, so
 they do not compete for the cores.
 
     python -m benchmarks.end_to_end [--posts 2000] [--paced-seconds 10] [--model default]
@@ -228,35 +230,44 @@ def main(argv: list[str] | None = None) -> int:
     try:
         naive = measure("naive", args.bootstrap, texts, args.posts, None, args.paced_seconds,
                         args.model)  # fmt: skip
-        service = measure("service", args.bootstrap, texts, args.posts, list(naive.latency),
+        rates = list(naive.latency)
+        serial = measure("service", args.bootstrap, texts, args.posts, rates, args.paced_seconds,
+                         args.model, {"SENTIMENT_PIPELINE": "false"})  # fmt: skip
+        service = measure("service", args.bootstrap, texts, args.posts, rates,
                           args.paced_seconds, args.model)  # fmt: skip
     finally:
         if broker is not None:
             broker.stop()
-    report(naive, service)
+    report(naive, [("service, 1 thread", serial), ("service", service)])
     ratio = service.throughput / naive.throughput
     ok = ratio >= BAR and naive.lost == 0 and service.lost == 0
     print(f"bar: service >= {BAR:.0f}x naive with nothing lost: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 
 
-def report(naive: Figures, service: Figures) -> None:
-    def row(label: str, a: str, b: str, ratio: str = "") -> None:
-        print(f"| {label:38} | {a:>11} | {b:>11} | {ratio:>7} |")
+def report(naive: Figures, services: list[tuple[str, Figures]]) -> None:
+    """A Markdown table: the naive loop, then each service variant with its ratio to it."""
+    names = ["naive loop"] + [name for name, _ in services]
+    figs = [naive] + [f for _, f in services]
+    width = max(12, *(len(n) for n in names))
 
-    print(f"\n| {'':38} | {'naive loop':>11} | {'service':>11} | {'ratio':>7} |")
-    print(f"|{'-' * 40}|{'-' * 12}:|{'-' * 12}:|{'-' * 8}:|")
-    ratio = service.throughput / naive.throughput
-    row("throughput, posts/s", f"{naive.throughput:.0f}", f"{service.throughput:.0f}",
-        f"{ratio:.1f}x")  # fmt: skip
-    for rate, (n50, n99) in naive.latency.items():
-        s50, s99 = service.latency.get(rate, (float("nan"), float("nan")))
-        row(f"latency p50 at {rate:.0f} posts/s, ms", f"{n50:.0f}", f"{s50:.0f}")
-        row(f"latency p99 at {rate:.0f} posts/s, ms", f"{n99:.0f}", f"{s99:.0f}")
-    row("peak RSS, MiB", f"{naive.peak_rss_mib:.0f}", f"{service.peak_rss_mib:.0f}")
+    def row(label: str, cells: list[str]) -> None:
+        print(f"| {label:38} | " + " | ".join(f"{c:>{width}}" for c in cells) + " |")
+
+    row("", names)
+    print(f"|{'-' * 40}|" + "|".join(f"{'-' * (width + 1)}:" for _ in names) + "|")
+    row("throughput, posts/s", [f"{f.throughput:.0f}" for f in figs])
+    row("throughput vs naive loop", [f"{f.throughput / naive.throughput:.1f}x" for f in figs])
+    nan = (float("nan"), float("nan"))
+    for rate in naive.latency:
+        row(f"latency p50 at {rate:.0f} posts/s, ms",
+            [f"{f.latency.get(rate, nan)[0]:.0f}" for f in figs])  # fmt: skip
+        row(f"latency p99 at {rate:.0f} posts/s, ms",
+            [f"{f.latency.get(rate, nan)[1]:.0f}" for f in figs])  # fmt: skip
+    row("peak RSS, MiB", [f"{f.peak_rss_mib:.0f}" for f in figs])
     for label, attr in (("posts sent", "sent"), ("results read", "results"), ("lost", "lost"),
                         ("duplicates", "duplicates")):  # fmt: skip
-        row(label, str(getattr(naive, attr)), str(getattr(service, attr)))
+        row(label, [str(getattr(f, attr)) for f in figs])
     print()
 
 

@@ -1,9 +1,14 @@
-"""One micro-batch through the model: decode, segment, infer once, isolate the posts that fail."""
+"""One micro-batch through the model: decode, segment, infer once, isolate the posts that fail.
+
+Split in two so the service can overlap them: `decode_and_encode` is Python work that holds the
+GIL (JSON, normalisation, jieba); `infer` is PyTorch work that releases it.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from confluent_kafka import Message
 
@@ -15,10 +20,17 @@ from model.predictor import Encoded, Prediction, Predictor
 log = logging.getLogger(__name__)
 
 
-def prepare(
-    batch: list[Message], s: Settings, predictor: Predictor
-) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
-    """Decode a consumed batch and label it: (post, prediction) pairs and dead letters."""
+@dataclass
+class Prepared:
+    """A consumed batch after decoding and segmentation: the main thread's share of the work."""
+
+    messages: list[Message]  # as consumed; their offsets move only once all are answered for
+    kept: list[tuple[Post, Encoded]]
+    dead: list[DeadLetter]
+
+
+def decode_and_encode(batch: list[Message], s: Settings, predictor: Predictor) -> Prepared:
+    """Decode a consumed batch and segment its posts; what fails to decode becomes a dead letter."""
     consumed_at = now_ms()
     posts: list[Post] = []
     dead: list[DeadLetter] = []
@@ -34,10 +46,19 @@ def prepare(
             dead.append(item)
         else:
             posts.append(item)
-    labelled, more_dead = label_batch(predictor, posts)
-    if s.explain_top_k and labelled:
-        explain(predictor, [post for post, _ in labelled], s.explain_top_k)
-    return labelled, dead + more_dead
+    kept, more_dead = encode_posts(predictor, posts)
+    return Prepared(batch, kept, dead + more_dead)
+
+
+def infer(
+    predictor: Predictor, kept: list[tuple[Post, Encoded]], explain_top_k: int = 0
+) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
+    """Run the model once over encoded posts: (post, prediction) pairs and inference_error
+    dead letters. Pure PyTorch work that releases the GIL, so it may run in its own thread."""
+    labelled, dead = predict_encoded(predictor, kept)
+    if explain_top_k and labelled:
+        explain(predictor, [post for post, _ in labelled], explain_top_k)
+    return labelled, dead
 
 
 def explain(predictor: Predictor, posts: list[Post], top_k: int) -> None:
@@ -57,11 +78,16 @@ def explain(predictor: Predictor, posts: list[Post], top_k: int) -> None:
 def label_batch(
     predictor: Predictor, posts: list[Post]
 ) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
-    """Label every post, or turn it into a dead letter (empty_text, inference_error).
+    """Label every post, or turn it into a dead letter (empty_text, inference_error)."""
+    kept, dead = encode_posts(predictor, posts)
+    labelled, more_dead = predict_encoded(predictor, kept)
+    return labelled, dead + more_dead
 
-    The whole batch goes through the model in one call. If that call fails, each post is tried
-    on its own so that one poisonous post costs only itself, not its neighbours.
-    """
+
+def encode_posts(
+    predictor: Predictor, posts: list[Post]
+) -> tuple[list[tuple[Post, Encoded]], list[DeadLetter]]:
+    """Segment and encode each post; an empty or untokenizable one becomes a dead letter."""
     dead: list[DeadLetter] = []
     kept: list[tuple[Post, Encoded]] = []
     t0 = time.perf_counter()
@@ -75,10 +101,19 @@ def label_batch(
             dead.append(_dead(post, "empty_text", "no tokens after normalisation"))
         else:
             kept.append((post, enc))
-    t1 = time.perf_counter()
-    metrics.PREPROCESS.observe(t1 - t0)
+    metrics.PREPROCESS.observe(time.perf_counter() - t0)
+    return kept, dead
+
+
+def predict_encoded(
+    predictor: Predictor, kept: list[tuple[Post, Encoded]]
+) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
+    """The whole batch goes through the model in one call. If that call fails, each post is
+    tried on its own so that one poisonous post costs only itself, not its neighbours."""
     if not kept:
-        return [], dead
+        return [], []
+    dead: list[DeadLetter] = []
+    t1 = time.perf_counter()
     try:
         preds = predictor.predict_encoded([enc for _, enc in kept])
         labelled = [(post, pred) for (post, _), pred in zip(kept, preds, strict=True)]

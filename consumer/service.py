@@ -17,21 +17,34 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer import kafka_stats, metrics
-from consumer.batch import prepare
+from consumer.batch import Prepared, decode_and_encode, infer
 from consumer.delivery import Acks, DeliveryError, first_offsets, next_offsets
 from consumer.drift import DriftMonitor
 from consumer.http_server import Health
 from consumer.kafka_config import kafka_configs
-from consumer.records import H_MODEL_VERSION, now_ms, result_value
+from consumer.records import H_MODEL_VERSION, DeadLetter, Post, now_ms, result_value
 from consumer.settings import Settings
-from model.predictor import Predictor
+from model.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
+
+Inferred = tuple[list[tuple[Post, Prediction]], list[DeadLetter]]
+
+
+@dataclass
+class InFlight:
+    """A batch whose inference has been started and whose results are not yet produced."""
+
+    prepared: Prepared
+    future: Future[Inferred]
+
 
 # After a stop request, how long to keep waiting for the broker to acknowledge the last batch.
 # Kubernetes kills the pod 30 s after SIGTERM; this, the batch in hand and the final 5 s flush
@@ -58,6 +71,11 @@ class Service:
         consumer_cfg["on_commit"] = self._on_commit
         self.consumer = Consumer(consumer_cfg)
         self.producer = Producer(producer_cfg)
+        # One inference thread: the model runs batch N while this thread segments batch N+1.
+        self._worker = (
+            ThreadPoolExecutor(1, thread_name_prefix="inference") if settings.pipeline else None
+        )
+        self._inflight: InFlight | None = None
 
     def run(self) -> None:
         """Run until `stop` is set; raises KafkaException on a fatal client error."""
@@ -77,25 +95,82 @@ class Service:
                 msgs = self.consumer.consume(self.s.batch_max_size, self.s.batch_max_wait_ms / 1e3)
                 batch = [m for m in msgs if self._usable(m)]
                 if not batch:
-                    self.drift.update([])  # lets the time bound age the window when idle
+                    if self._inflight is None:
+                        self.drift.update([])  # lets the time bound age the window when idle
+                    self._advance(None)  # a quiet topic must not hold the last batch back
                     continue
                 metrics.BATCH_WAIT.observe(time.perf_counter() - t0)
                 metrics.BATCH_SIZE.observe(len(batch))
                 metrics.MESSAGES_CONSUMED.inc(len(batch))
-                try:
-                    self._process(batch)
-                except DeliveryError as e:
-                    log.error("%s; rewinding to the batch's first offsets", e)
-                    self._rewind(batch)
+                self._advance(decode_and_encode(batch, self.s, self.predictor))
+                if self._worker is None:
+                    self._advance(None)
         finally:
             self.health.stopping = True
-            log.info("stopping: committing and leaving the group")
+            log.info("stopping: finishing the batch in flight, committing, leaving the group")
             try:
+                self._advance(None)
                 if not self.eos:
                     self._commit(asynchronous=False)
             finally:
                 self.consumer.close()  # leaves the group at once, so the partitions move now
                 self.producer.flush(5)
+                if self._worker is not None:
+                    self._worker.shutdown(wait=True)
+
+    def _advance(self, prepared: Prepared | None) -> None:
+        """Start inference of `prepared` (if any), then deliver the batch that was in flight.
+
+        The order is what overlaps the work: while the inference thread runs batch N+1, this
+        thread produces batch N, waits for its acknowledgements, stores its offsets, consumes
+        and segments batch N+2. Offsets stay in batch order, since batch N is delivered and
+        stored before batch N+1's results exist.
+        """
+        previous, self._inflight = self._inflight, None
+        outcome = self._result(previous.future) if previous is not None else None
+        if prepared is not None:
+            self._inflight = InFlight(prepared, self._submit(prepared))
+        if previous is None or outcome is None:
+            return
+        labelled, more_dead = outcome
+        try:
+            self._deliver(previous.prepared, labelled, previous.prepared.dead + more_dead)
+        except DeliveryError as e:
+            # The batch behind it is dropped too: storing its offsets would skip past the
+            # failed one on partitions they share.
+            dropped = self._discard_inflight()
+            log.error("%s; rewinding to the batch's first offsets", e)
+            self._rewind(previous.prepared.messages + dropped)
+        except BaseException:
+            # Whatever stops the loop, the batch behind an undelivered one must never be
+            # delivered and committed on the way out.
+            self._discard_inflight()
+            raise
+
+    def _submit(self, prepared: Prepared) -> Future[Inferred]:
+        if self._worker is not None:
+            return self._worker.submit(infer, self.predictor, prepared.kept, self.s.explain_top_k)
+        done: Future[Inferred] = Future()
+        done.set_result(infer(self.predictor, prepared.kept, self.s.explain_top_k))
+        return done
+
+    def _result(self, future: Future[Inferred]) -> Inferred:
+        while True:
+            try:
+                return future.result(timeout=1.0)
+            except TimeoutError:
+                self.health.beat()  # a long batch is not a hung loop
+
+    def _discard_inflight(self) -> list[Message]:
+        """Forget the batch in flight, unlabelled; returns its messages so they can be redone."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return []
+        try:
+            self._result(inflight.future)  # the model must be idle before anything else runs
+        except Exception as e:
+            log.warning("discarded batch's inference failed: %s", e)
+        return inflight.prepared.messages
 
     def _usable(self, msg: Message) -> bool:
         err = msg.error()
@@ -106,8 +181,14 @@ class Service:
         log.warning("consumer error: %s", err)
         return False
 
-    def _process(self, batch: list[Message]) -> None:
-        labelled, dead = prepare(batch, self.s, self.predictor)
+    def _deliver(
+        self,
+        prepared: Prepared,
+        labelled: list[tuple[Post, Prediction]],
+        dead: list[DeadLetter],
+    ) -> None:
+        """Produce a batch's results and dead letters, then move its offsets past it."""
+        batch = prepared.messages
         self.drift.update([pred for _, pred in labelled])
         if self.predictor.device.type == "cuda":
             import torch
@@ -202,7 +283,12 @@ class Service:
 
     def _rewind(self, batch: list[Message]) -> None:
         for tp in first_offsets(batch):
-            self.consumer.seek(tp)
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as e:
+                # A partition no longer ours: its next owner starts from the committed offset,
+                # which is at or before this batch, so nothing is skipped.
+                log.warning("cannot rewind %s[%d]: %s", tp.topic, tp.partition, e.args[0])
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if err is None:
@@ -217,10 +303,11 @@ class Service:
         self.health.in_group = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Every batch handed out has been processed by now (this runs inside consume()), so
-        # committing the stored offsets hands the partitions over with nothing redone.
+        # This runs inside consume(), when at most one batch is in flight: delivering it first
+        # and then committing hands the partitions over with nothing redone.
         log.info("revoked %s", _names(partitions))
         metrics.REBALANCES.inc()
+        self._advance(None)
         if not self.eos:
             self._commit(asynchronous=False)
         metrics.ASSIGNED_PARTITIONS.set(0)
@@ -228,6 +315,11 @@ class Service:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s without a clean revoke", _names(partitions))
+        # Lost partitions cannot take offsets any more and their next owner redoes them; the
+        # in-flight batch's other partitions, if any are still ours, are rewound.
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        dropped = self._discard_inflight()
+        self._rewind([m for m in dropped if (m.topic(), m.partition()) not in gone])
         self.health.in_group = False  # not ready until the group assigns partitions again
         metrics.REBALANCES.inc()
         metrics.ASSIGNED_PARTITIONS.set(0)

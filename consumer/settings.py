@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # Intra-op threads for PyTorch on CPU; 0 keeps PyTorch's default (one per core). One thread
     # leaves the other core to librdkafka and the HTTP server, and measured faster here.
     torch_threads: int = Field(1, ge=0, le=1024)
+    # Run inference in its own thread, so batch N+1 is decoded and segmented (Python, holding
+    # the GIL) while the model works on batch N (PyTorch, which releases it). Off: one thread
+    # does both in turn.
+    pipeline: bool = True
     text_field: str = Field("text", min_length=1)
     input_format: Literal["json", "text"] = "json"
     # Posts are short (a Weibo post is at most 2,000 characters, about 6 KB of UTF-8).

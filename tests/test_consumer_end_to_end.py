@@ -72,15 +72,17 @@ def test_n_posts_in_give_exactly_n_results_with_their_ids(
     assert svc.stop() == 0
 
 
+@pytest.mark.parametrize("pipeline", ["true", "false"])
 def test_the_service_labels_like_the_model_in_process(
-    kafka_bootstrap, make_topics, start_service, model_name
+    kafka_bootstrap, make_topics, start_service, model_name, pipeline
 ):
-    """Same texts, same artifact: the service's labels and scores are the predictor's."""
+    """Same texts, same artifact: the service's labels and scores are the predictor's, with
+    inference in its own thread (the default) or in the poll loop's."""
     from model.artifact import load
     from model.predictor import Predictor
 
     topics = make_topics(1)
-    start_service(topics, unique("group"))
+    start_service(topics, unique("group"), pipeline=pipeline, batch_max_size=32)
     rows = posts(200)
     produce(kafka_bootstrap, topics.input, encode(rows))
     want = {r["id"] for r in rows}
