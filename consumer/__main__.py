@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(settings: Settings, stop: threading.Event) -> int:
     # Heavy imports after the settings check, so a bad setting fails in a fraction of a second.
+    from concurrent.futures.process import BrokenProcessPool
+
     from confluent_kafka import KafkaException
 
     from consumer import metrics
@@ -111,6 +113,11 @@ def run(settings: Settings, stop: threading.Event) -> int:
             service.run()
         except KafkaException as e:
             log.error("fatal Kafka error: %s", e)
+            return 1
+        except BrokenProcessPool as e:
+            # A segmentation worker died (killed, out of memory); offsets of the batches it
+            # held were never stored, so a restart redoes them.
+            log.error("a tokenizer worker process died: %s", e)
             return 1
         log.info("stopped cleanly")
         return 0

@@ -1,14 +1,13 @@
 """One micro-batch through the model: decode, segment, infer once, isolate the posts that fail.
 
-Split in two so the service can overlap them: `decode_and_encode` is Python work that holds the
-GIL (JSON, normalisation, jieba); `infer` is PyTorch work that releases it.
+In steps, so the service can overlap them: decoding, then segmentation (in this thread, or in
+consumer.tokenizer_pool's worker processes), then one forward pass over the batch.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 from confluent_kafka import Message
 
@@ -20,17 +19,8 @@ from model.predictor import Encoded, Prediction, Predictor
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Prepared:
-    """A consumed batch after decoding and segmentation: the main thread's share of the work."""
-
-    messages: list[Message]  # as consumed; their offsets move only once all are answered for
-    kept: list[tuple[Post, Encoded]]
-    dead: list[DeadLetter]
-
-
-def decode_and_encode(batch: list[Message], s: Settings, predictor: Predictor) -> Prepared:
-    """Decode a consumed batch and segment its posts; what fails to decode becomes a dead letter."""
+def decode_batch(batch: list[Message], s: Settings) -> tuple[list[Post], list[DeadLetter]]:
+    """Decode a consumed batch: the posts, and dead letters for what is not a usable post."""
     consumed_at = now_ms()
     posts: list[Post] = []
     dead: list[DeadLetter] = []
@@ -46,15 +36,14 @@ def decode_and_encode(batch: list[Message], s: Settings, predictor: Predictor) -
             dead.append(item)
         else:
             posts.append(item)
-    kept, more_dead = encode_posts(predictor, posts)
-    return Prepared(batch, kept, dead + more_dead)
+    return posts, dead
 
 
 def infer(
     predictor: Predictor, kept: list[tuple[Post, Encoded]], explain_top_k: int = 0
 ) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
     """Run the model once over encoded posts: (post, prediction) pairs and inference_error
-    dead letters. Pure PyTorch work that releases the GIL, so it may run in its own thread."""
+    dead letters."""
     labelled, dead = predict_encoded(predictor, kept)
     if explain_top_k and labelled:
         explain(predictor, [post for post, _ in labelled], explain_top_k)
@@ -87,21 +76,32 @@ def label_batch(
 def encode_posts(
     predictor: Predictor, posts: list[Post]
 ) -> tuple[list[tuple[Post, Encoded]], list[DeadLetter]]:
-    """Segment and encode each post; an empty or untokenizable one becomes a dead letter."""
-    dead: list[DeadLetter] = []
-    kept: list[tuple[Post, Encoded]] = []
+    """Segment and encode each post in this thread; see sort_encoded for what is kept."""
     t0 = time.perf_counter()
+    encoded: list[Encoded | str] = []
     for post in posts:
         try:
-            enc = predictor.encode([post.text])[0]
+            encoded.append(predictor.encode([post.text])[0])
         except Exception as e:  # a tokenizer bug must not stop the stream; the post is kept
-            dead.append(_dead(post, "inference_error", e))
-            continue
-        if enc.n_tokens == 0:
+            encoded.append(f"{type(e).__name__}: {e}")
+    metrics.PREPROCESS.observe(time.perf_counter() - t0)
+    return sort_encoded(posts, encoded)
+
+
+def sort_encoded(
+    posts: list[Post], encoded: list[Encoded | str]
+) -> tuple[list[tuple[Post, Encoded]], list[DeadLetter]]:
+    """Pair posts with their encodings; a post the tokenizer failed on (an error string) or
+    with no tokens left after normalisation becomes a dead letter."""
+    dead: list[DeadLetter] = []
+    kept: list[tuple[Post, Encoded]] = []
+    for post, enc in zip(posts, encoded, strict=True):
+        if isinstance(enc, str):
+            dead.append(_dead(post, "inference_error", enc))
+        elif enc.n_tokens == 0:
             dead.append(_dead(post, "empty_text", "no tokens after normalisation"))
         else:
             kept.append((post, enc))
-    metrics.PREPROCESS.observe(time.perf_counter() - t0)
     return kept, dead
 
 

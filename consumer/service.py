@@ -17,39 +17,38 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer import kafka_stats, metrics
-from consumer.batch import Prepared, decode_and_encode, infer
+from consumer.batch import decode_batch, encode_posts, infer, sort_encoded
 from consumer.delivery import Acks, DeliveryError, first_offsets, next_offsets
 from consumer.drift import DriftMonitor
 from consumer.http_server import Health
 from consumer.kafka_config import kafka_configs
 from consumer.records import H_MODEL_VERSION, DeadLetter, Post, now_ms, result_value
 from consumer.settings import Settings
-from model.predictor import Prediction, Predictor
+from consumer.tokenizer_pool import EncodedBatch, TokenizerPool
+from model.predictor import Encoded, Prediction, Predictor
 
 log = logging.getLogger(__name__)
-
-Inferred = tuple[list[tuple[Post, Prediction]], list[DeadLetter]]
-
-
-@dataclass
-class InFlight:
-    """A batch whose inference has been started and whose results are not yet produced."""
-
-    prepared: Prepared
-    future: Future[Inferred]
-
 
 # After a stop request, how long to keep waiting for the broker to acknowledge the last batch.
 # Kubernetes kills the pod 30 s after SIGTERM; this, the batch in hand and the final 5 s flush
 # stay well inside that even when the broker has gone away.
 DRAIN_SECONDS = 15.0
+
+
+@dataclass
+class InFlight:
+    """A consumed, decoded batch whose segmentation has been started but not yet used."""
+
+    messages: list[Message]  # as consumed; their offsets move only once all are answered for
+    posts: list[Post]
+    dead: list[DeadLetter]
+    encoded: EncodedBatch | None  # None: segment in the poll loop's thread when its turn comes
 
 
 class Service:
@@ -71,10 +70,11 @@ class Service:
         consumer_cfg["on_commit"] = self._on_commit
         self.consumer = Consumer(consumer_cfg)
         self.producer = Producer(producer_cfg)
-        # One inference thread: the model runs batch N while this thread segments batch N+1.
-        self._worker = (
-            ThreadPoolExecutor(1, thread_name_prefix="inference") if settings.pipeline else None
-        )
+        # Worker processes segment batch N+1 while this thread runs the model on batch N.
+        self._pool: TokenizerPool | None = None
+        if settings.tokenizer_processes:
+            self._pool = TokenizerPool(predictor.loaded, settings.tokenizer_processes)
+            self._pool.warm_up()
         self._inflight: InFlight | None = None
 
     def run(self) -> None:
@@ -92,18 +92,23 @@ class Service:
                 self.health.beat()
                 self.producer.poll(0)
                 t0 = time.perf_counter()
-                msgs = self.consumer.consume(self.s.batch_max_size, self.s.batch_max_wait_ms / 1e3)
+                # With a batch in flight, take only what has already arrived: waiting for more
+                # would hold the finished batch's results back on a quiet topic.
+                wait = 0.0 if self._inflight is not None else self.s.batch_max_wait_ms / 1e3
+                msgs = self.consumer.consume(self.s.batch_max_size, wait)
                 batch = [m for m in msgs if self._usable(m)]
                 if not batch:
                     if self._inflight is None:
                         self.drift.update([])  # lets the time bound age the window when idle
-                    self._advance(None)  # a quiet topic must not hold the last batch back
+                    self._advance(None)  # nothing new: deliver the batch in flight now
                     continue
                 metrics.BATCH_WAIT.observe(time.perf_counter() - t0)
                 metrics.BATCH_SIZE.observe(len(batch))
                 metrics.MESSAGES_CONSUMED.inc(len(batch))
-                self._advance(decode_and_encode(batch, self.s, self.predictor))
-                if self._worker is None:
+                posts, dead = decode_batch(batch, self.s)
+                encoded = self._pool.submit([p.text for p in posts]) if self._pool else None
+                self._advance(InFlight(batch, posts, dead, encoded))
+                if self._pool is None:
                     self._advance(None)
         finally:
             self.health.stopping = True
@@ -115,62 +120,49 @@ class Service:
             finally:
                 self.consumer.close()  # leaves the group at once, so the partitions move now
                 self.producer.flush(5)
-                if self._worker is not None:
-                    self._worker.shutdown(wait=True)
+                if self._pool is not None:
+                    self._pool.close()
 
-    def _advance(self, prepared: Prepared | None) -> None:
-        """Start inference of `prepared` (if any), then deliver the batch that was in flight.
+    def _advance(self, pending: InFlight | None) -> None:
+        """Put `pending` in flight, then label and deliver the batch that was in flight before.
 
-        The order is what overlaps the work: while the inference thread runs batch N+1, this
-        thread produces batch N, waits for its acknowledgements, stores its offsets, consumes
-        and segments batch N+2. Offsets stay in batch order, since batch N is delivered and
-        stored before batch N+1's results exist.
+        The order is what overlaps the work: the pool segments batch N+1 while this thread runs
+        the model on batch N, produces its results, waits for their acknowledgements and stores
+        its offsets. Offsets stay in batch order, since batch N is delivered and stored before
+        batch N+1 is labelled.
         """
-        previous, self._inflight = self._inflight, None
-        outcome = self._result(previous.future) if previous is not None else None
-        if prepared is not None:
-            self._inflight = InFlight(prepared, self._submit(prepared))
-        if previous is None or outcome is None:
+        previous, self._inflight = self._inflight, pending
+        if previous is None:
             return
-        labelled, more_dead = outcome
         try:
-            self._deliver(previous.prepared, labelled, previous.prepared.dead + more_dead)
+            kept, dead = self._segmented(previous)
+            labelled, more_dead = infer(self.predictor, kept, self.s.explain_top_k)
+            self._deliver(previous.messages, labelled, previous.dead + dead + more_dead)
         except DeliveryError as e:
             # The batch behind it is dropped too: storing its offsets would skip past the
             # failed one on partitions they share.
             dropped = self._discard_inflight()
             log.error("%s; rewinding to the batch's first offsets", e)
-            self._rewind(previous.prepared.messages + dropped)
+            self._rewind(previous.messages + dropped)
         except BaseException:
             # Whatever stops the loop, the batch behind an undelivered one must never be
             # delivered and committed on the way out.
             self._discard_inflight()
             raise
 
-    def _submit(self, prepared: Prepared) -> Future[Inferred]:
-        if self._worker is not None:
-            return self._worker.submit(infer, self.predictor, prepared.kept, self.s.explain_top_k)
-        done: Future[Inferred] = Future()
-        done.set_result(infer(self.predictor, prepared.kept, self.s.explain_top_k))
-        return done
-
-    def _result(self, future: Future[Inferred]) -> Inferred:
-        while True:
-            try:
-                return future.result(timeout=1.0)
-            except TimeoutError:
-                self.health.beat()  # a long batch is not a hung loop
+    def _segmented(self, batch: InFlight) -> tuple[list[tuple[Post, Encoded]], list[DeadLetter]]:
+        if batch.encoded is None:
+            return encode_posts(self.predictor, batch.posts)
+        while not batch.encoded.wait(1.0):
+            self.health.beat()  # a long batch is not a hung loop
+        encoded, seconds = batch.encoded.result()
+        metrics.PREPROCESS.observe(seconds)
+        return sort_encoded(batch.posts, encoded)
 
     def _discard_inflight(self) -> list[Message]:
         """Forget the batch in flight, unlabelled; returns its messages so they can be redone."""
         inflight, self._inflight = self._inflight, None
-        if inflight is None:
-            return []
-        try:
-            self._result(inflight.future)  # the model must be idle before anything else runs
-        except Exception as e:
-            log.warning("discarded batch's inference failed: %s", e)
-        return inflight.prepared.messages
+        return inflight.messages if inflight is not None else []
 
     def _usable(self, msg: Message) -> bool:
         err = msg.error()
@@ -183,12 +175,11 @@ class Service:
 
     def _deliver(
         self,
-        prepared: Prepared,
+        batch: list[Message],
         labelled: list[tuple[Post, Prediction]],
         dead: list[DeadLetter],
     ) -> None:
         """Produce a batch's results and dead letters, then move its offsets past it."""
-        batch = prepared.messages
         self.drift.update([pred for _, pred in labelled])
         if self.predictor.device.type == "cuda":
             import torch

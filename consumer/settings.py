@@ -90,10 +90,10 @@ class Settings(BaseSettings):
     # Intra-op threads for PyTorch on CPU; 0 keeps PyTorch's default (one per core). One thread
     # leaves the other core to librdkafka and the HTTP server, and measured faster here.
     torch_threads: int = Field(1, ge=0, le=1024)
-    # Run inference in its own thread, so batch N+1 is decoded and segmented (Python, holding
-    # the GIL) while the model works on batch N (PyTorch, which releases it). Off: one thread
-    # does both in turn.
-    pipeline: bool = True
+    # Worker processes that segment posts with jieba while the poll loop runs the model: one
+    # overlaps the two on a 2-core machine; on a GPU node, where jieba is all that is left on
+    # the CPU, more scale it. 0 segments in the poll loop's thread, taking turns with the model.
+    tokenizer_processes: int = Field(1, ge=0, le=64)
     text_field: str = Field("text", min_length=1)
     input_format: Literal["json", "text"] = "json"
     # Posts are short (a Weibo post is at most 2,000 characters, about 6 KB of UTF-8).

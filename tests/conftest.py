@@ -306,6 +306,29 @@ class ServiceProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def children(self) -> list[int]:
+        """Pids of the service's live child processes (its tokenizer workers among them)."""
+        return [pid for pid, ppid in _processes().items() if ppid == self.proc.pid]
+
+
+def _processes() -> dict[int, int]:
+    """pid -> parent pid of every live (not zombie) process, from /proc."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if fields[0] != "Z":
+            out[int(stat.parent.name)] = int(fields[1])
+    return out
+
+
+def alive(pids: Iterable[int]) -> list[int]:
+    live = _processes()
+    return [p for p in pids if p in live]
+
 
 @pytest.fixture
 def start_service(

@@ -20,6 +20,7 @@ import pytest
 from consumer.settings import Settings
 from tests.conftest import (
     BROKER,
+    alive,
     committed_total,
     encode,
     ids_of,
@@ -66,9 +67,13 @@ def test_sigkill_mid_stream_then_restart_every_post_has_a_result(
     svc = start_service(topics, group)
     want = start_stream(kafka_bootstrap, topics)
     wait_until_partly_done(kafka_bootstrap, topics, group)
+    workers = svc.children()
+    assert workers  # the tokenizer worker process, at least
     svc.kill()
     assert svc.proc.returncode == -signal.SIGKILL
     assert committed_total(kafka_bootstrap, group, topics.input) < N  # really mid-stream
+    # Off Kubernetes nothing else would reap them: the workers must die with the service.
+    wait_for(lambda: not alive(workers), 30, "the killed service's workers to exit")
 
     finish(kafka_bootstrap, start_service(topics, group), topics, group, N)
     ids = ids_of(read_all(kafka_bootstrap, topics.output))
@@ -87,10 +92,12 @@ def test_sigterm_drains_commits_and_a_restart_adds_no_duplicates(
     svc = start_service(topics, group)
     want = start_stream(kafka_bootstrap, topics)
     wait_until_partly_done(kafka_bootstrap, topics, group)
+    workers = svc.children()
     t0 = time.monotonic()
     assert svc.stop(signal.SIGTERM, timeout=30) == 0  # inside Kubernetes' 30 s grace period
     print(f"SIGTERM to exit: {time.monotonic() - t0:.2f} s")
     assert "stopped cleanly" in svc.log()
+    assert workers and not alive(workers)  # stopped, not orphaned
 
     # Every result written is committed and nothing committed lacks its result.
     done = committed_total(kafka_bootstrap, group, topics.input)
