@@ -90,9 +90,11 @@ class Settings(BaseSettings):
     # Intra-op threads for PyTorch on CPU; 0 keeps PyTorch's default (one per core). One thread
     # leaves the other core to librdkafka and the HTTP server, and measured faster here.
     torch_threads: int = Field(1, ge=0, le=1024)
-    # Worker processes that segment posts with jieba while the poll loop runs the model: one
-    # overlaps the two on a 2-core machine; on a GPU node, where jieba is all that is left on
-    # the CPU, more scale it. 0 segments in the poll loop's thread, taking turns with the model.
+    # Worker processes that segment posts with jieba while the poll loop runs the model. On the
+    # 2-core build machine one lifted throughput 1.2-1.4x over 0 (benchmarks/README.md); two
+    # were no faster end to end, as the broker and load generator share those cores. On a GPU
+    # node, where jieba is all that is left on the CPU, more scale it (overlays/gpu). 0 segments
+    # in the poll loop's thread, taking turns with the model.
     tokenizer_processes: int = Field(1, ge=0, le=64)
     text_field: str = Field("text", min_length=1)
     input_format: Literal["json", "text"] = "json"

@@ -405,6 +405,19 @@ def test_keda_scales_on_the_groups_lag_within_the_partitions(
     assert batch * _readme_partitions() <= int(meta["lagThreshold"])
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_pod_has_a_core_for_each_tokenizer_worker_and_the_poll_loop(
+    render: Callable[[str, tuple[str, ...]], Objects], overlay: str
+) -> None:
+    objects = render(overlay, ())
+    env = _settings_env(objects)
+    default = Settings.model_fields["tokenizer_processes"].default
+    workers = int(env.get(env_name("tokenizer_processes"), default))
+    cpu = _container(objects)["resources"]["limits"]["cpu"]
+    cores = int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    assert workers + 1 <= cores
+
+
 def test_hpa_stays_within_the_partitions(render: Callable[[str, tuple[str, ...]], Objects]) -> None:
     objects = render("gpu", ("hpa",))
     hpa = _one(objects, "HorizontalPodAutoscaler")["spec"]
