@@ -224,3 +224,27 @@ def test_a_new_label_set_replaces_only_the_head(lm_dir):
     assert new_cfg.max_len == 64 and new_cfg.hidden_size == model.cfg.hidden_size
     ids = torch.tensor([encode_all(pre.vocab, [["很好", "手机"]], 8)[0]])
     assert adapted(ids, torch.tensor([2])).shape == (1, 3)
+
+
+def test_learning_curve_runs_every_variant_on_the_same_rows(lm_dir, tmp_path):
+    from training.curve import main as curve_main
+
+    data = tmp_path / "labelled.csv"
+    write_csv(data, rows(600, 5, FILL))
+    out = tmp_path / "curve"
+    args = ["--lm", str(lm_dir), "--source", str(data), "--sizes", "40,80", "--seeds", "1,2"]
+    assert curve_main([*args, "--out", str(out), "--epochs", "2", "--threads", "1"]) == 0
+    result = json.loads((out / "curve.json").read_text(encoding="utf-8"))
+    runs = result["runs"]
+    assert sorted({(r["size"], r["seed"], r["variant"]) for r in runs}) == sorted(
+        (n, s, v) for n in (40, 80) for s in (1, 2) for v in ("scratch", "embeddings", "pretrained")
+    )
+    assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["roc_auc"] <= 1.0 for r in runs)
+    summary = {(s["size"], s["variant"]): s for s in result["summary"]}
+    assert all(s["runs"] == 2 for s in summary.values())
+    acc = [r["accuracy"] for r in runs if r["size"] == 80 and r["variant"] == "pretrained"]
+    assert summary[(80, "pretrained")]["accuracy_mean"] == pytest.approx(sum(acc) / 2)
+    assert (out / "learning_curve.png").stat().st_size > 0
+    assert "embeddings" in (out / "curve.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):
+        curve_main([*args, "--out", str(out), "--variants", "scratch,bogus"])

@@ -33,9 +33,23 @@ from training.cli import parse_bool
 from training.compare import link_into_card
 from training.data import load_source
 from training.finetune import Ulmfit, classifier_from_pretrained, subsample, ulmfit_train
-from training.train import TrainConfig, encode_all, evaluate_ids, train_classifier
+from training.train import (
+    TrainConfig,
+    encode_all,
+    evaluate_ids,
+    seed_everything,
+    train_classifier,
+)
 
 log = logging.getLogger(__name__)
+
+
+VARIANTS = ("scratch", "embeddings", "pretrained")
+LABELS = {
+    "scratch": "from scratch (random init)",
+    "embeddings": "LM word vectors only (ablation)",
+    "pretrained": "pretrained LM + ULMFiT",
+}
 
 
 def epochs_for(n_rows: int, batch_size: int, min_steps: int, max_epochs: int) -> int:
@@ -53,6 +67,7 @@ def run_curve(
     seeds: list[int],
     min_steps: int,
     device: torch.device,
+    variants: tuple[str, ...] = ("scratch", "pretrained"),
 ) -> list[dict[str, Any]]:
     pre = lm_artifact.load(lm_dir)
     splits = load_source(source)
@@ -74,7 +89,7 @@ def run_curve(
             run_cfg = dataclasses.replace(
                 cfg, seed=seed, epochs=epochs_for(size, cfg.batch_size, min_steps, cfg.epochs)
             )
-            for variant in ("scratch", "pretrained"):
+            for variant in variants:
                 t1 = time.time()
                 if variant == "scratch":
                     vocab = Vocab.build(toks, min_freq=cfg.min_freq, max_size=cfg.max_vocab)
@@ -86,6 +101,24 @@ def run_curve(
                         encode_all(vocab, val_tokens, cfg.max_len),
                         val_y,
                         device,
+                        progress=False,
+                    )
+                elif variant == "embeddings":
+                    # Ablation: the LM's word vectors only; the LSTM starts from noise and
+                    # trains like scratch, so what is left to "pretrained" is the LSTM's share.
+                    vocab = pre.vocab
+                    seed_everything(seed)
+                    model, ft_cfg = classifier_from_pretrained(pre, run_cfg)
+                    model.encoder.lstm.reset_parameters()
+                    result = train_classifier(
+                        ft_cfg,
+                        vocab,
+                        encode_all(vocab, toks, cfg.max_len),
+                        y,
+                        encode_all(vocab, val_tokens, cfg.max_len),
+                        val_y,
+                        device,
+                        model=model,
                         progress=False,
                     )
                 else:
@@ -172,7 +205,7 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for variant in ("scratch", "pretrained"):
+    for variant, label in LABELS.items():
         pts = sorted((s for s in summary if s["variant"] == variant), key=lambda s: s["size"])
         if pts:
             ax.errorbar(
@@ -181,7 +214,7 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
                 yerr=[p["accuracy_std"] for p in pts],
                 marker="o",
                 capsize=3,
-                label=variant if variant == "scratch" else "pretrained LM + ULMFiT",
+                label=label,
             )
     ax.set_xscale("log")
     ax.set(
@@ -223,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="100,500,2000", help="comma-separated train-row counts")
     p.add_argument("--seeds", default="13", help="comma-separated seeds (one run each)")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of "
+                   "scratch, embeddings (LM word vectors, random LSTM), pretrained")  # fmt: skip
     p.add_argument("--full-scratch", default=None, help="artifact trained from scratch on all")
+    p.add_argument("--full-embeddings", default=None,
+                   help="artifact trained on all rows from pretrained word vectors")  # fmt: skip
     p.add_argument("--full-pretrained", default=None, help="fine-tuned artifact on all rows")
     p.add_argument("--epochs", type=int, default=30, help="upper bound on epochs per run")
     p.add_argument("--min-steps", type=int, default=200, help="optimiser steps to aim for")
@@ -241,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience
     )
+    variants = tuple(v for v in args.variants.split(",") if v)
+    if not variants or set(variants) - set(VARIANTS):
+        p.error(f"--variants: choose from {', '.join(VARIANTS)}")
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     ulm = Ulmfit(lr_decay=args.lr_decay, gradual_unfreezing=args.gradual_unfreezing)
@@ -251,10 +291,19 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [s for s in sizes if s not in {r["size"] for r in rows}]
     if sizes:
         rows += run_curve(
-            args.lm, args.source, sizes, cfg, ulm, seeds, args.min_steps, torch.device("cpu")
+            args.lm,
+            args.source,
+            sizes,
+            cfg,
+            ulm,
+            seeds,
+            args.min_steps,
+            torch.device("cpu"),
+            variants,
         )
     for model_dir, variant in (
         (args.full_scratch, "scratch"),
+        (args.full_embeddings, "embeddings"),
         (args.full_pretrained, "pretrained"),
     ):
         if model_dir:
