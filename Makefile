@@ -44,6 +44,7 @@ train: install
 
 bench: install
 	$(BIN)/python -m benchmarks.end_to_end
+	$(BIN)/python -m benchmarks.stages
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
