@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from model import artifact
+from model.network import SentimentClassifier
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training import lm as lm_artifact
@@ -35,6 +36,7 @@ from training.data import load_source
 from training.finetune import Ulmfit, classifier_from_pretrained, subsample, ulmfit_train
 from training.train import (
     TrainConfig,
+    TrainResult,
     encode_all,
     evaluate_ids,
     seed_everything,
@@ -91,51 +93,9 @@ def run_curve(
             )
             for variant in variants:
                 t1 = time.time()
-                if variant == "scratch":
-                    vocab = Vocab.build(toks, min_freq=cfg.min_freq, max_size=cfg.max_vocab)
-                    result = train_classifier(
-                        run_cfg,
-                        vocab,
-                        encode_all(vocab, toks, cfg.max_len),
-                        y,
-                        encode_all(vocab, val_tokens, cfg.max_len),
-                        val_y,
-                        device,
-                        progress=False,
-                    )
-                elif variant == "embeddings":
-                    # Ablation: the LM's word vectors only; the LSTM starts from noise and
-                    # trains like scratch, so what is left to "pretrained" is the LSTM's share.
-                    vocab = pre.vocab
-                    seed_everything(seed)
-                    model, ft_cfg = classifier_from_pretrained(pre, run_cfg)
-                    model.encoder.lstm.reset_parameters()
-                    result = train_classifier(
-                        ft_cfg,
-                        vocab,
-                        encode_all(vocab, toks, cfg.max_len),
-                        y,
-                        encode_all(vocab, val_tokens, cfg.max_len),
-                        val_y,
-                        device,
-                        model=model,
-                        progress=False,
-                    )
-                else:
-                    vocab = pre.vocab
-                    model, ft_cfg = classifier_from_pretrained(pre, run_cfg)
-                    result = ulmfit_train(
-                        model,
-                        ft_cfg,
-                        ulm,
-                        vocab,
-                        encode_all(vocab, toks, cfg.max_len),
-                        y,
-                        encode_all(vocab, val_tokens, cfg.max_len),
-                        val_y,
-                        device,
-                        progress=False,
-                    )
+                result, vocab = train_variant(
+                    variant, pre, run_cfg, ulm, toks, y, val_tokens, val_y, device
+                )
                 test, _ = evaluate_ids(
                     result.model,
                     encode_all(vocab, test_tokens, cfg.max_len),
@@ -157,6 +117,38 @@ def run_curve(
                 log.info("%s", json.dumps(row))
                 rows.append(row)
     return rows
+
+
+def train_variant(
+    variant: str,
+    pre: lm_artifact.Pretrained,
+    cfg: TrainConfig,
+    ulm: Ulmfit,
+    toks: list[list[str]],
+    y: list[int],
+    val_tokens: list[list[str]],
+    val_y: list[int],
+    device: torch.device,
+) -> tuple[TrainResult, Vocab]:
+    """One classifier on the sampled rows: scratch, embeddings (ablation) or pretrained."""
+    model: SentimentClassifier | None = None
+    if variant == "scratch":
+        vocab = Vocab.build(toks, min_freq=cfg.min_freq, max_size=cfg.max_vocab)
+    else:
+        vocab = pre.vocab
+        if variant == "embeddings":
+            seed_everything(cfg.seed)
+        model, cfg = classifier_from_pretrained(pre, cfg)
+        if variant == "embeddings":
+            # Ablation: the LM's word vectors only; the LSTM starts from noise and trains like
+            # scratch, so what is left to "pretrained" is the recurrent layer's share.
+            model.encoder.lstm.reset_parameters()
+    x = encode_all(vocab, toks, cfg.max_len)
+    xv = encode_all(vocab, val_tokens, cfg.max_len)
+    if variant == "pretrained":
+        assert model is not None
+        return ulmfit_train(model, cfg, ulm, vocab, x, y, xv, val_y, device, progress=False), vocab
+    return train_classifier(cfg, vocab, x, y, xv, val_y, device, model, progress=False), vocab
 
 
 def full_point(model_dir: str, variant: str) -> dict[str, Any]:
