@@ -230,10 +230,17 @@ def write_markdown(summary: list[dict[str, Any]], command: str, path: Path) -> N
     ]
     for s in summary:
         lines.append(
-            f"| {s['size']} | {s['variant']} | {s['runs']} | "
+            f"| {s['size']} | {LABELS.get(s['variant'], s['variant'])} | {s['runs']} | "
             f"{s['accuracy_mean']:.4f} ± {s['accuracy_std']:.4f} | {s['roc_auc_mean']:.4f} |"
         )
-    lines += ["", "![learning curve](learning_curve.png)", ""]
+    lines += [
+        "",
+        "Below the full split each run samples its rows by seed, the same rows for every "
+        "variant of a seed; the full-split rows are read from the artifacts named by --full-*.",
+        "",
+        "![learning curve](learning_curve.png)",
+        "",
+    ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
