@@ -245,6 +245,6 @@ def test_learning_curve_runs_every_variant_on_the_same_rows(lm_dir, tmp_path):
     acc = [r["accuracy"] for r in runs if r["size"] == 80 and r["variant"] == "pretrained"]
     assert summary[(80, "pretrained")]["accuracy_mean"] == pytest.approx(sum(acc) / 2)
     assert (out / "learning_curve.png").stat().st_size > 0
-    assert "embeddings" in (out / "curve.md").read_text(encoding="utf-8")
+    assert "LM word vectors only" in (out / "curve.md").read_text(encoding="utf-8")
     with pytest.raises(SystemExit):
         curve_main([*args, "--out", str(out), "--variants", "scratch,bogus"])
