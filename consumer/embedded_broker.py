@@ -61,6 +61,13 @@ class EmbeddedBroker:
             raise BrokerError("the broker has not been started")
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The broker process, for tests that pause it (SIGSTOP) to play a broker gone silent."""
+        if self._proc is None:
+            raise BrokerError("the broker has not been started")
+        return self._proc.pid
+
     def start(self, timeout: float = 30.0) -> str:
         """Start the broker and return its bootstrap address once it answers metadata requests."""
         binary = broker_binary()

@@ -69,6 +69,7 @@ class Service:
         consumer_cfg, producer_cfg = kafka_configs(settings)
         consumer_cfg["on_commit"] = self._on_commit
         self.consumer = Consumer(consumer_cfg)
+        self._producer_cfg = producer_cfg
         self.producer = Producer(producer_cfg)
         # Worker processes segment batch N+1 while this thread runs the model on batch N.
         self._pool: TokenizerPool | None = None
@@ -144,11 +145,21 @@ class Service:
             dropped = self._discard_inflight()
             log.error("%s; rewinding to the batch's first offsets", e)
             self._rewind(previous.messages + dropped)
+            if not self.eos:
+                self._renew_producer()
         except BaseException:
             # Whatever stops the loop, the batch behind an undelivered one must never be
             # delivered and committed on the way out.
             self._discard_inflight()
             raise
+
+    def _renew_producer(self) -> None:
+        """A fresh producer for the retry. After timed-out deliveries an idempotent producer
+        bumps its epoch, and a broker that refuses the new epoch (Tansu answers PRODUCER_FENCED)
+        would fail every retry for good. A new producer id costs one request; at-least-once
+        allows the duplicates a new id can no longer de-duplicate."""
+        old, self.producer = self.producer, Producer(self._producer_cfg)
+        old.flush(0)  # every record of the failed batch has its answer already
 
     def _segmented(self, batch: InFlight) -> tuple[list[tuple[Post, Encoded]], list[DeadLetter]]:
         if batch.encoded is None:

@@ -173,3 +173,56 @@ def test_sigterm_with_the_broker_gone_still_exits_inside_the_grace_period(tmp_pa
     t0 = time.monotonic()
     assert svc.stop(signal.SIGTERM, timeout=30) == 0
     print(f"SIGTERM with the broker gone: exited after {time.monotonic() - t0:.1f} s")
+
+
+def test_a_broker_gone_silent_mid_stream_rewinds_and_loses_nothing(tmp_path, model_name):
+    """A broker of its own, paused with SIGSTOP while batches are in flight: deliveries time out,
+    the failed batch and the one behind it are rewound, the producer is renewed, and once the
+    broker answers again every post has a result."""
+    from consumer.embedded_broker import EmbeddedBroker, free_port
+    from tests.conftest import FAST_GROUP, ServiceProcess
+
+    broker = EmbeddedBroker()
+    broker.start()
+    svc = None
+    try:
+        broker.create_topics({"posts": 3, "posts.sentiment": 3, "posts.dlq": 1})
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+        env.update(
+            SENTIMENT_BOOTSTRAP_SERVERS=broker.bootstrap,
+            SENTIMENT_MODEL=model_name,
+            SENTIMENT_HTTP_PORT=str(port),
+            SENTIMENT_BATCH_MAX_SIZE="32",
+            SENTIMENT_STATISTICS_INTERVAL_MS="0",
+            SENTIMENT_KAFKA_CONFIG=json.dumps({**FAST_GROUP, "message.timeout.ms": 2000}),
+        )
+        log_path = tmp_path / "service.log"
+        log = log_path.open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "consumer"], cwd=tmp_path, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        svc = ServiceProcess(proc, port, env, log_path, log)
+        svc.wait_ready()
+        n = 3 * N  # enough that the pause lands mid-stream, not after the last batch
+        rows = posts(n)
+        produce(broker.bootstrap, "posts", encode(rows))
+        read_until(broker.bootstrap, ["posts.sentiment"], lambda ms: len(ms) >= 100)
+
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: svc.metric("sentiment_delivery_errors_total") >= 1, 60,
+                     "a delivery to time out")  # fmt: skip
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        assert "rewinding to the batch's first offsets" in svc.log()
+
+        wait_for(lambda: committed_total(broker.bootstrap, "sentiment", "posts") == n, 180,
+                 "the service to commit the whole input")  # fmt: skip
+        ids = ids_of(read_all(broker.bootstrap, "posts.sentiment"))
+        assert set(ids) == {r["id"] for r in rows}  # nothing lost
+        print(f"broker paused: {len(ids)} results for {n} posts, {len(ids) - n} duplicates")
+        assert svc.stop() == 0
+    finally:
+        if svc is not None and svc.proc.poll() is None:
+            svc.kill()
+        broker.stop()
