@@ -14,7 +14,8 @@ from confluent_kafka import Message
 from consumer import metrics
 from consumer.records import DeadLetter, Post, decode, now_ms
 from consumer.settings import Settings
-from model.predictor import Encoded, Prediction, Predictor
+from model.encoding import Encoded, encode_or_error
+from model.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,8 @@ def encode_posts(
 ) -> tuple[list[tuple[Post, Encoded]], list[DeadLetter]]:
     """Segment and encode each post in this thread; see sort_encoded for what is kept."""
     t0 = time.perf_counter()
-    encoded: list[Encoded | str] = []
-    for post in posts:
-        try:
-            encoded.append(predictor.encode([post.text])[0])
-        except Exception as e:  # a tokenizer bug must not stop the stream; the post is kept
-            encoded.append(f"{type(e).__name__}: {e}")
+    lm = predictor.loaded
+    encoded = [encode_or_error(lm.tokenizer, lm.vocab, lm.max_len, p.text) for p in posts]
     metrics.PREPROCESS.observe(time.perf_counter() - t0)
     return sort_encoded(posts, encoded)
 

@@ -12,13 +12,11 @@ import signal
 import sys
 import time
 
+from model.encoding import Encoded, encode_or_error
 from model.text import Tokenizer, TokenizerConfig
-from model.vocab import UNK_ID, Vocab
+from model.vocab import Vocab
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-# What a worker returns per text: (ids, n_tokens, n_oov), or the error's text.
-Row = tuple[list[int], int, int] | str
 
 _tokenizer: Tokenizer | None = None
 _vocab: Vocab | None = None
@@ -49,17 +47,10 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def encode_texts(texts: list[str]) -> tuple[list[Row], float]:
-    """Each text as Predictor.encode would make it, and the seconds it took."""
+def encode_texts(texts: list[str]) -> tuple[list[Encoded | str], float]:
+    """Each text as Predictor.encode makes it (or its error), and the seconds it took."""
     if _tokenizer is None or _vocab is None:
         raise RuntimeError("segment worker used before init_worker")
     t0 = time.perf_counter()
-    rows: list[Row] = []
-    for text in texts:
-        try:
-            tokens = _tokenizer.tokenize(text)
-            ids = _vocab.encode(tokens, _max_len)
-            rows.append((ids, len(tokens), ids.count(UNK_ID)))
-        except Exception as e:  # a tokenizer bug must not stop the stream; the post is kept
-            rows.append(f"{type(e).__name__}: {e}")
+    rows = [encode_or_error(_tokenizer, _vocab, _max_len, t) for t in texts]
     return rows, time.perf_counter() - t0

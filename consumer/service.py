@@ -31,7 +31,8 @@ from consumer.kafka_config import kafka_configs
 from consumer.records import H_MODEL_VERSION, DeadLetter, Post, now_ms, result_value
 from consumer.settings import Settings
 from consumer.tokenizer_pool import EncodedBatch, TokenizerPool
-from model.predictor import Encoded, Prediction, Predictor
+from model.encoding import Encoded
+from model.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 

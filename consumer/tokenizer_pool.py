@@ -19,15 +19,15 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import asdict
 
-from consumer.segment_worker import Row, encode_texts, init_worker
+from consumer.segment_worker import encode_texts, init_worker
 from model.artifact import LoadedModel
-from model.predictor import Encoded
+from model.encoding import Encoded
 
 
 class EncodedBatch:
     """The pending result of one batch's segmentation, spread over the pool's workers."""
 
-    def __init__(self, parts: list[Future[tuple[list[Row], float]]]) -> None:
+    def __init__(self, parts: list[Future[tuple[list[Encoded | str], float]]]) -> None:
         self._parts = parts
 
     def result(self, timeout: float | None = None) -> tuple[list[Encoded | str], float]:
@@ -36,11 +36,8 @@ class EncodedBatch:
         seconds = 0.0
         for part in self._parts:
             rows, spent = part.result(timeout)
+            out.extend(rows)
             seconds += spent
-            out.extend(
-                r if isinstance(r, str) else Encoded(ids=r[0], n_tokens=r[1], n_oov=r[2])
-                for r in rows
-            )
         return out, seconds
 
     def wait(self, timeout: float) -> bool:
@@ -73,8 +70,8 @@ class TokenizerPool:
             f.result()
 
     def submit(self, texts: list[str]) -> EncodedBatch:
-        size = -(-len(texts) // self.processes) if texts else 1
-        chunks = [texts[i : i + size] for i in range(0, len(texts), size)] or [[]]
+        size = max(1, -(-len(texts) // self.processes))
+        chunks = [texts[i : i + size] for i in range(0, len(texts), size)]
         return EncodedBatch([self._pool.submit(encode_texts, c) for c in chunks])
 
     def close(self) -> None:

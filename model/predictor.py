@@ -7,17 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from model.artifact import LoadedModel
+from model.encoding import Encoded, encode
 from model.explain import token_scores, top_tokens
 from model.vocab import UNK_ID
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """One text after the shared text pipeline; what the model and the drift monitor see."""
-
-    ids: list[int]
-    n_tokens: int  # before truncation; 0 means the text was empty after normalisation
-    n_oov: int  # among the kept ids
 
 
 @dataclass(frozen=True)
@@ -53,13 +45,8 @@ class Predictor:
         self._score_index = labels.index("positive") if "positive" in labels else None
 
     def encode(self, texts: list[str]) -> list[Encoded]:
-        out = []
         lm = self.loaded
-        for text in texts:
-            tokens = lm.tokenizer.tokenize(text)
-            ids = lm.vocab.encode(tokens, lm.max_len)
-            out.append(Encoded(ids=ids, n_tokens=len(tokens), n_oov=ids.count(UNK_ID)))
-        return out
+        return [encode(lm.tokenizer, lm.vocab, lm.max_len, t) for t in texts]
 
     def probabilities(self, encoded: list[Encoded]) -> torch.Tensor:
         """(N, labels) probabilities on the CPU, rows in the order of `encoded`."""

@@ -145,30 +145,39 @@ def test_exactly_once_kill_and_restart_leaves_no_duplicates_among_committed_resu
         assert json.loads(m.value())["source"]["topic"] == topics.input
 
 
+def service_on(broker, tmp_path, model_name, kafka_config=None, **settings):
+    """`python -m consumer` on a private broker's default topics, ready to serve."""
+    from consumer.embedded_broker import free_port
+    from tests.conftest import FAST_GROUP, ServiceProcess
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    env.update(
+        SENTIMENT_BOOTSTRAP_SERVERS=broker.bootstrap,
+        SENTIMENT_MODEL=model_name,
+        SENTIMENT_HTTP_PORT=str(port),
+        SENTIMENT_KAFKA_CONFIG=json.dumps({**FAST_GROUP, **(kafka_config or {})}),
+    )
+    env.update({f"SENTIMENT_{k.upper()}": str(v) for k, v in settings.items()})
+    log_path = tmp_path / "service.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "consumer"], cwd=tmp_path, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    svc = ServiceProcess(proc, port, env, log_path, log)
+    svc.wait_ready()
+    return svc
+
+
 def test_sigterm_with_the_broker_gone_still_exits_inside_the_grace_period(tmp_path, model_name):
     """A broker of its own, stopped under the service's feet mid-stream: the service gives up
     waiting for acknowledgements after its drain time and exits 0 inside Kubernetes' 30 s."""
-    from consumer.embedded_broker import EmbeddedBroker, free_port
-    from tests.conftest import FAST_GROUP, ServiceProcess
+    from consumer.embedded_broker import EmbeddedBroker
 
     broker = EmbeddedBroker()
     broker.start()
     try:
         broker.create_topics({"posts": 2, "posts.sentiment": 2, "posts.dlq": 1})
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-        env.update(
-            SENTIMENT_BOOTSTRAP_SERVERS=broker.bootstrap,
-            SENTIMENT_MODEL=model_name,
-            SENTIMENT_HTTP_PORT=str(port),
-            SENTIMENT_KAFKA_CONFIG=json.dumps(FAST_GROUP),
-        )
-        log_path = tmp_path / "service.log"
-        log = log_path.open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "consumer"], cwd=tmp_path, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        svc = ServiceProcess(proc, port, env, log_path, log)
-        svc.wait_ready()
+        svc = service_on(broker, tmp_path, model_name)
         produce(broker.bootstrap, "posts", encode(posts(N)))
         read_until(broker.bootstrap, ["posts.sentiment"], lambda ms: len(ms) >= 50)
     finally:
@@ -182,30 +191,15 @@ def test_a_broker_gone_silent_mid_stream_rewinds_and_loses_nothing(tmp_path, mod
     """A broker of its own, paused with SIGSTOP while batches are in flight: deliveries time out,
     the failed batch and the one behind it are rewound, the producer is renewed, and once the
     broker answers again every post has a result."""
-    from consumer.embedded_broker import EmbeddedBroker, free_port
-    from tests.conftest import FAST_GROUP, ServiceProcess
+    from consumer.embedded_broker import EmbeddedBroker
 
     broker = EmbeddedBroker()
     broker.start()
     svc = None
     try:
         broker.create_topics({"posts": 3, "posts.sentiment": 3, "posts.dlq": 1})
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-        env.update(
-            SENTIMENT_BOOTSTRAP_SERVERS=broker.bootstrap,
-            SENTIMENT_MODEL=model_name,
-            SENTIMENT_HTTP_PORT=str(port),
-            SENTIMENT_BATCH_MAX_SIZE="32",
-            SENTIMENT_STATISTICS_INTERVAL_MS="0",
-            SENTIMENT_KAFKA_CONFIG=json.dumps({**FAST_GROUP, "message.timeout.ms": 2000}),
-        )
-        log_path = tmp_path / "service.log"
-        log = log_path.open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "consumer"], cwd=tmp_path, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        svc = ServiceProcess(proc, port, env, log_path, log)
-        svc.wait_ready()
+        svc = service_on(broker, tmp_path, model_name, {"message.timeout.ms": 2000},
+                         batch_max_size=32, statistics_interval_ms=0)  # fmt: skip
         n = 3 * N  # enough that the pause lands mid-stream, not after the last batch
         rows = posts(n)
         produce(broker.bootstrap, "posts", encode(rows))
