@@ -39,7 +39,9 @@ run: install
 
 # The shipped model: train with the defaults, then fit a temperature on the validation split.
 train: install
-	$(BIN)/python -m training --out build/model-uncalibrated --threads 1
+	$(BIN)/python -m training --out build/model-uncalibrated --threads 1 \
+		--user-dict training/data/user_words.txt \
+		--extra-train training/data/social_train.csv --extra-weight 10
 	$(BIN)/python -m training.calibrate --model build/model-uncalibrated --out model/default
 
 bench: install

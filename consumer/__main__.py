@@ -83,7 +83,15 @@ def run(settings: Settings, stop: threading.Event) -> int:
         except (ArtifactError, ValueError) as e:
             print(f"consumer: SENTIMENT_MODEL={settings.model}: {e}", file=sys.stderr)
             return 2
-        predictor = Predictor(loaded, batch_size=settings.inference_batch_size)
+        try:
+            predictor = Predictor(
+                loaded, settings.inference_batch_size, settings.inference_runtime,
+                threads=settings.torch_threads or os.cpu_count() or 1,
+            )  # fmt: skip
+        except ValueError as e:
+            print(f"consumer: SENTIMENT_INFERENCE_RUNTIME={settings.inference_runtime}: {e}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
         predictor.predict(["预热"])  # loads jieba's dictionary before the first real batch
         metrics.init_label_series(loaded.labels)
         metrics.MODEL_INFO.info(
@@ -91,12 +99,13 @@ def run(settings: Settings, stop: threading.Event) -> int:
                 "version": loaded.version,
                 "path": str(loaded.path),
                 "device": str(loaded.device),
+                "runtime": predictor.runtime,
                 "labels": ",".join(loaded.labels),
             }
         )
         log.info(
-            "model %s on %s loaded in %.1f s; %s, batches of up to %d within %d ms",
-            loaded.version, loaded.device, time.perf_counter() - t0,
+            "model %s on %s (%s) loaded in %.1f s; %s, batches of up to %d within %d ms",
+            loaded.version, loaded.device, predictor.runtime, time.perf_counter() - t0,
             settings.processing_guarantee, settings.batch_max_size, settings.batch_max_wait_ms,
         )  # fmt: skip
         health.model_loaded = True

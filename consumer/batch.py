@@ -1,7 +1,7 @@
-"""One micro-batch through the model: decode, segment, infer once, isolate the posts that fail.
+"""One micro-batch: decode the messages, then one labelling step (encode, infer, explain).
 
-In steps, so the service can overlap them: decoding, then segmentation (in this thread, or in
-consumer.tokenizer_pool's worker processes), then one forward pass over the batch.
+Segmentation happens between the two, in consumer.segmentation, so that the service can run it
+beside the model. Every message ends as a labelled post or a dead letter with its reason.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import time
 from confluent_kafka import Message
 
 from consumer import metrics
-from consumer.records import DeadLetter, Post, decode, now_ms
+from consumer.records import DeadLetter, Post, Reason, decode, now_ms
+from consumer.segmentation import Rows
 from consumer.settings import Settings
-from model.encoding import Encoded, encode_or_error
+from model.encoding import Encoded
 from model.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -40,93 +41,61 @@ def decode_batch(batch: list[Message], s: Settings) -> tuple[list[Post], list[De
     return posts, dead
 
 
-def infer(
-    predictor: Predictor, kept: list[tuple[Post, Encoded]], explain_top_k: int = 0
+def label(
+    predictor: Predictor, posts: list[Post], rows: Rows, explain_top_k: int = 0
 ) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
-    """Run the model once over encoded posts: (post, prediction) pairs and inference_error
-    dead letters."""
-    labelled, dead = predict_encoded(predictor, kept)
-    if explain_top_k and labelled:
-        explain(predictor, [post for post, _ in labelled], explain_top_k)
+    """Label segmented posts: (post, prediction) pairs, and dead letters for posts the
+    tokenizer failed on, posts with no tokens, and posts the model failed on.
+
+    The whole batch goes through the model in one call. If that call fails, each post is tried
+    on its own, so that one poisonous post costs only itself, not its neighbours.
+    """
+    dead: list[DeadLetter] = []
+    kept: list[tuple[Post, Encoded]] = []
+    for post, enc in zip(posts, rows, strict=True):
+        if isinstance(enc, str):
+            dead.append(_dead(post, Reason.INFERENCE_ERROR, enc))
+        elif enc.n_tokens == 0:
+            dead.append(_dead(post, Reason.EMPTY_TEXT, "no tokens after normalisation"))
+        else:
+            kept.append((post, enc))
+    if not kept:
+        return [], dead
+    t0 = time.perf_counter()
+    try:
+        preds = predictor.predict_encoded([enc for _, enc in kept])
+        labelled = [(post, pred) for (post, _), pred in zip(kept, preds, strict=True)]
+        survivors = kept
+    except Exception as e:
+        log.warning("inference failed on a batch of %d (%s); retrying post by post", len(kept), e)
+        labelled, survivors = [], []
+        for post, enc in kept:
+            try:
+                labelled.append((post, predictor.predict_encoded([enc])[0]))
+                survivors.append((post, enc))
+            except Exception as e1:  # routed to the dead-letter topic with the error text
+                dead.append(_dead(post, Reason.INFERENCE_ERROR, e1))
+    metrics.INFERENCE.observe(time.perf_counter() - t0)
+    if explain_top_k and survivors:
+        _explain(predictor, survivors, explain_top_k)
     return labelled, dead
 
 
-def explain(predictor: Predictor, posts: list[Post], top_k: int) -> None:
+def _explain(predictor: Predictor, kept: list[tuple[Post, Encoded]], top_k: int) -> None:
     """Attach each post's top tokens; off by default because it costs a backward pass.
 
     An explanation is an extra: if it fails the labels still go out, without `top_tokens`.
     """
     try:
-        tops = predictor.explain([p.text for p in posts], top_k)
+        tops = predictor.explain_encoded([enc for _, enc in kept], top_k)
     except Exception as e:
-        log.warning("explanations failed for a batch of %d: %s", len(posts), e)
+        log.warning("explanations failed for a batch of %d: %s", len(kept), e)
         return
-    for post, top in zip(posts, tops, strict=True):
+    for (post, _), top in zip(kept, tops, strict=True):
         post.top_tokens = top
 
 
-def label_batch(
-    predictor: Predictor, posts: list[Post]
-) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
-    """Label every post, or turn it into a dead letter (empty_text, inference_error)."""
-    kept, dead = encode_posts(predictor, posts)
-    labelled, more_dead = predict_encoded(predictor, kept)
-    return labelled, dead + more_dead
-
-
-def encode_posts(
-    predictor: Predictor, posts: list[Post]
-) -> tuple[list[tuple[Post, Encoded]], list[DeadLetter]]:
-    """Segment and encode each post in this thread; see sort_encoded for what is kept."""
-    t0 = time.perf_counter()
-    lm = predictor.loaded
-    encoded = [encode_or_error(lm.tokenizer, lm.vocab, lm.max_len, p.text) for p in posts]
-    metrics.PREPROCESS.observe(time.perf_counter() - t0)
-    return sort_encoded(posts, encoded)
-
-
-def sort_encoded(
-    posts: list[Post], encoded: list[Encoded | str]
-) -> tuple[list[tuple[Post, Encoded]], list[DeadLetter]]:
-    """Pair posts with their encodings; a post the tokenizer failed on (an error string) or
-    with no tokens left after normalisation becomes a dead letter."""
-    dead: list[DeadLetter] = []
-    kept: list[tuple[Post, Encoded]] = []
-    for post, enc in zip(posts, encoded, strict=True):
-        if isinstance(enc, str):
-            dead.append(_dead(post, "inference_error", enc))
-        elif enc.n_tokens == 0:
-            dead.append(_dead(post, "empty_text", "no tokens after normalisation"))
-        else:
-            kept.append((post, enc))
-    return kept, dead
-
-
-def predict_encoded(
-    predictor: Predictor, kept: list[tuple[Post, Encoded]]
-) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
-    """The whole batch goes through the model in one call. If that call fails, each post is
-    tried on its own so that one poisonous post costs only itself, not its neighbours."""
-    if not kept:
-        return [], []
-    dead: list[DeadLetter] = []
-    t1 = time.perf_counter()
-    try:
-        preds = predictor.predict_encoded([enc for _, enc in kept])
-        labelled = [(post, pred) for (post, _), pred in zip(kept, preds, strict=True)]
-    except Exception as e:
-        log.warning("inference failed on a batch of %d (%s); retrying post by post", len(kept), e)
-        labelled = []
-        for post, enc in kept:
-            try:
-                labelled.append((post, predictor.predict_encoded([enc])[0]))
-            except Exception as e1:  # routed to the dead-letter topic with the error text
-                dead.append(_dead(post, "inference_error", e1))
-    metrics.INFERENCE.observe(time.perf_counter() - t1)
-    return labelled, dead
-
-
-def _dead(post: Post, reason: str, error: object) -> DeadLetter:
+def _dead(post: Post, reason: Reason, error: object) -> DeadLetter:
     src = post.source
     log.warning("dead letter %s at %s: %s", reason, src.coordinates, error)
     if isinstance(error, Exception):

@@ -11,16 +11,11 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from consumer.records import Reason
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-DLQ_REASONS = (
-    "invalid_json",
-    "missing_text",
-    "not_utf8",
-    "too_large",
-    "empty_text",
-    "inference_error",
-)
+DLQ_REASONS = tuple(Reason)
 
 MESSAGES_CONSUMED = Counter(
     "sentiment_messages_consumed", "Input messages read from Kafka.", registry=REGISTRY

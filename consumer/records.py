@@ -1,8 +1,9 @@
 """Kafka messages in, result and dead-letter records out: everything but the model and the loop.
 
 An input message either decodes to a `Post` or becomes a `DeadLetter` with one of the reasons of
-`consumer.metrics.DLQ_REASONS`. A dead letter keeps the original key, value and headers, and
-adds headers saying why and where it came from, so it can be inspected and replayed.
+`Reason`, the one list that records, batches, metrics and the README use. A dead letter keeps
+the original key, value and headers, and adds headers saying why and where it came from, so it
+can be inspected and replayed.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
 
-from model.predictor import Prediction
+if TYPE_CHECKING:  # the records need no torch; the segmentation workers import this module
+    from model.predictor import Prediction
 
 # Header names on dead letters; the values are UTF-8 strings.
 H_REASON = "dlq.reason"
@@ -27,6 +30,17 @@ H_MODEL_VERSION = "model.version"
 _MAX_ERROR_CHARS = 1000
 
 log = logging.getLogger(__name__)
+
+
+class Reason(StrEnum):
+    """Why a message went to the dead-letter topic: the `dlq.reason` header and metric label."""
+
+    INVALID_JSON = "invalid_json"  # not JSON, or not a JSON object
+    MISSING_TEXT = "missing_text"  # the text field is absent or not a string
+    NOT_UTF8 = "not_utf8"  # undecodable bytes, or escapes that decode to lone surrogates
+    TOO_LARGE = "too_large"  # over SENTIMENT_MAX_MESSAGE_BYTES
+    EMPTY_TEXT = "empty_text"  # no tokens left after normalisation
+    INFERENCE_ERROR = "inference_error"  # the tokenizer or the model failed on this post
 
 
 class Message(Protocol):
@@ -82,7 +96,7 @@ class Post:
 
 @dataclass
 class DeadLetter:
-    reason: str
+    reason: Reason
     error: str
     key: bytes | None
     value: bytes | None
@@ -127,35 +141,37 @@ def decode(
     raw_headers = msg.headers() or []
     headers = list(raw_headers.items() if isinstance(raw_headers, dict) else raw_headers)
 
-    def dead(reason: str, error: str) -> DeadLetter:
+    def dead(reason: Reason, error: str) -> DeadLetter:
         log.warning("dead letter %s at %s: %s", reason, source.coordinates, error)
         return DeadLetter(reason, error, key, raw, headers, source)
 
     if len(value) > max_bytes:
-        return dead("too_large", f"{len(value)} bytes; SENTIMENT_MAX_MESSAGE_BYTES is {max_bytes}")
+        return dead(
+            Reason.TOO_LARGE, f"{len(value)} bytes; SENTIMENT_MAX_MESSAGE_BYTES is {max_bytes}"
+        )
     try:
         decoded = value.decode("utf-8")
     except UnicodeDecodeError as e:
-        return dead("not_utf8", str(e))
+        return dead(Reason.NOT_UTF8, str(e))
     if input_format == "text":
         return Post(source.coordinates, decoded, {}, key, raw, headers, source)
     try:
         obj = json.loads(decoded)
     except json.JSONDecodeError as e:
-        return dead("invalid_json", str(e))
+        return dead(Reason.INVALID_JSON, str(e))
     if not isinstance(obj, dict):
-        return dead("invalid_json", f"expected a JSON object, got {type(obj).__name__}")
+        return dead(Reason.INVALID_JSON, f"expected a JSON object, got {type(obj).__name__}")
     text = obj.get(text_field)
     if not isinstance(text, str):
         what = "missing" if text is None else f"a {type(text).__name__}, not a string"
-        return dead("missing_text", f"field {text_field!r} is {what}")
+        return dead(Reason.MISSING_TEXT, f"field {text_field!r} is {what}")
     if "\\u" in decoded:
         # \u escapes can smuggle in lone surrogates: not Unicode text, and a result holding
         # one could not be written back out as UTF-8.
         try:
             json.dumps(obj, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as e:
-            return dead("not_utf8", f"JSON escapes decode to invalid Unicode: {e}")
+            return dead(Reason.NOT_UTF8, f"JSON escapes decode to invalid Unicode: {e}")
     post_id = obj.get("id")
     post_id = source.coordinates if post_id is None else str(post_id)
     return Post(post_id, text, obj, key, raw, headers, source)

@@ -1,6 +1,6 @@
-"""What runs inside a tokenizer-pool worker process: jieba and the vocabulary, never torch.
+"""What runs inside a segmentation worker process: the segmenter and the vocabulary, never torch.
 
-Kept apart from consumer.tokenizer_pool so that a spawned worker, which imports this module to
+Kept apart from consumer.segmentation so that a spawned worker, which imports this module to
 find its functions, does not import PyTorch (seconds of start-up and hundreds of MB each).
 """
 
@@ -32,7 +32,7 @@ def init_worker(
     # under the batch being drained; the service stops its workers itself, after the drain.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _tokenizer = Tokenizer(TokenizerConfig(**tokenizer_config))  # type: ignore[arg-type]
+    _tokenizer = Tokenizer(TokenizerConfig.from_dict(tokenizer_config))
     _vocab = Vocab(tokens)
     _max_len = max_len
 

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # The forward pass runs in chunks of this many posts sorted by length (less padding); on
     # CPU small chunks measured fastest, on a GPU larger ones are (see benchmarks/).
     inference_batch_size: int = Field(64, ge=1, le=10_000)
+    # How the forward pass runs (model.predictor.RUNTIMES): auto is ONNX Runtime with int8
+    # weights on the CPU, 1.9x the PyTorch fp32 throughput here at the same test accuracy
+    # (benchmarks/README.md), and PyTorch on CUDA.
+    inference_runtime: Literal["auto", "torch", "torch-fp16", "onnx", "onnx-int8"] = "auto"
     # Intra-op threads for PyTorch on CPU; 0 keeps PyTorch's default (one per core). One thread
     # leaves the other core to librdkafka and the HTTP server, and measured faster here.
     torch_threads: int = Field(1, ge=0, le=1024)

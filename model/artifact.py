@@ -158,7 +158,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
         )
     try:
         config = ClassifierConfig.from_dict(cfg_json["classifier"])
-        tok_config = TokenizerConfig(**cfg_json.get("tokenizer", {}))
+        tok_config = TokenizerConfig.from_dict(cfg_json.get("tokenizer", {}))
         max_len = int(cfg_json["max_len"])
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{root}: bad config.json: {e}") from e

@@ -1,5 +1,6 @@
-"""A text as the model sees it: ids, token count, OOV count. Imports no torch, so the service's
-segmentation workers (consumer.segment_worker) build exactly what the predictor would."""
+"""A text as the model sees it: ids, kept tokens, token count, OOV count. Imports no torch, so
+the service's segmentation workers (consumer.segment_worker) build exactly what the predictor
+would."""
 
 from __future__ import annotations
 
@@ -9,19 +10,21 @@ from model.text import Tokenizer
 from model.vocab import UNK_ID, Vocab
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Encoded:
     """One text after the shared text pipeline; what the model and the drift monitor see."""
 
     ids: list[int]
+    tokens: list[str]  # the tokens behind `ids` (kept after truncation), for explanations
     n_tokens: int  # before truncation; 0 means the text was empty after normalisation
     n_oov: int  # among the kept ids
 
 
 def encode(tokenizer: Tokenizer, vocab: Vocab, max_len: int, text: str) -> Encoded:
     tokens = tokenizer.tokenize(text)
-    ids = vocab.encode(tokens, max_len)
-    return Encoded(ids=ids, n_tokens=len(tokens), n_oov=ids.count(UNK_ID))
+    kept = tokens[:max_len]
+    ids = vocab.encode(kept, max_len)
+    return Encoded(ids=ids, tokens=kept, n_tokens=len(tokens), n_oov=ids.count(UNK_ID))
 
 
 def encode_or_error(tokenizer: Tokenizer, vocab: Vocab, max_len: int, text: str) -> Encoded | str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -25,20 +27,52 @@ class Prediction:
         return max(self.probabilities.values())
 
 
+# How the forward pass runs. The artifact is fp32 safetensors whatever the runtime.
+#   torch       PyTorch fp32, on the model's device
+#   torch-fp16  PyTorch under fp16 autocast (CUDA only; cuDNN's LSTM runs fp16)
+#   onnx        ONNX Runtime fp32 (CPU only)
+#   onnx-int8   ONNX Runtime, LSTM and dense weights quantised to int8 at load (CPU only)
+#   auto        onnx-int8 on the CPU, torch on CUDA (benchmarks/inference.py has the figures)
+RUNTIMES = ("auto", "torch", "torch-fp16", "onnx", "onnx-int8")
+
+
+def resolve_runtime(runtime: str, device: torch.device) -> str:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    if runtime == "auto":
+        return "torch" if device.type == "cuda" else "onnx-int8"
+    if runtime == "torch-fp16" and device.type != "cuda":
+        raise ValueError("runtime torch-fp16 needs a CUDA device")
+    if runtime.startswith("onnx") and device.type != "cpu":
+        raise ValueError(f"runtime {runtime} runs on the CPU only; use torch on {device}")
+    return runtime
+
+
 class Predictor:
     """Holds a loaded model on its device and labels lists of texts.
 
     Texts are sorted by length and cut into batches so each batch pads to a similar length; on
-    CUDA each batch is built in pinned host memory and copied with non_blocking=True.
+    CUDA each batch is built in pinned host memory and copied with non_blocking=True. The
+    forward pass runs on the `runtime` chosen (see RUNTIMES); explanations always use PyTorch,
+    since they need gradients.
     """
 
-    def __init__(self, loaded: LoadedModel, batch_size: int = 256) -> None:
+    def __init__(
+        self, loaded: LoadedModel, batch_size: int = 256, runtime: str = "torch", threads: int = 1
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.loaded = loaded
         self.model = loaded.model.eval()
         self.device = loaded.device
         self.batch_size = batch_size
+        self.runtime = resolve_runtime(runtime, self.device)
+        self._forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self.model
+        self._autocast = self.runtime == "torch-fp16"
+        if self.runtime.startswith("onnx"):
+            from model.onnx_graph import OnnxForward
+
+            self._forward = OnnxForward(self.model, self.runtime == "onnx-int8", threads)
         labels = loaded.labels
         self.labels = labels
         # Binary models report P(positive) as the score users threshold on.
@@ -50,9 +84,12 @@ class Predictor:
 
     def probabilities(self, encoded: list[Encoded]) -> torch.Tensor:
         """(N, labels) probabilities on the CPU, rows in the order of `encoded`."""
-        return batched_probabilities(
-            self.model, [e.ids for e in encoded], self.batch_size, self.device, len(self.labels)
-        )
+        ctx = torch.autocast("cuda", dtype=torch.float16) if self._autocast else nullcontext()
+        with ctx:
+            return batched_probabilities(
+                self._forward, [e.ids for e in encoded], self.batch_size, self.device,
+                len(self.labels),
+            )  # fmt: skip
 
     def predict_encoded(self, encoded: list[Encoded]) -> list[Prediction]:
         probs = self.probabilities(encoded).tolist()
@@ -75,23 +112,26 @@ class Predictor:
         return self.predict_encoded(self.encode(texts))
 
     def explain(self, texts: list[str], top_k: int | None = 5) -> list[list[tuple[str, float]]]:
+        return self.explain_encoded(self.encode(texts), top_k)
+
+    def explain_encoded(
+        self, encoded: list[Encoded], top_k: int | None = 5
+    ) -> list[list[tuple[str, float]]]:
         """Per text, the tokens that drove its predicted label, as (token, score) pairs.
 
         Scores are attention weights under attention pooling, else normalised gradient x input
         (see model.explain); the top_k by |score| come first, or every kept token in text order
-        when top_k is None. Out-of-vocabulary tokens keep their own text. It costs a backward
-        pass, so the service calls it only when explanations are switched on.
+        when top_k is None. Out-of-vocabulary tokens keep their own text. The tokens come from
+        the encoding, so nothing is segmented twice. It costs a backward pass, so the service
+        calls it only when explanations are switched on.
         """
-        lm = self.loaded
-        tokens = [lm.tokenizer.tokenize(t)[: lm.max_len] for t in texts]
-        seqs = [lm.vocab.encode(t, lm.max_len) for t in tokens]
-        scores = token_scores(self.model, seqs, self.device, self.batch_size)
-        return [top_tokens(t, s, top_k) for t, s in zip(tokens, scores, strict=True)]
+        scores = token_scores(self.model, [e.ids for e in encoded], self.device, self.batch_size)
+        return [top_tokens(e.tokens, s, top_k) for e, s in zip(encoded, scores, strict=True)]
 
 
 @torch.inference_mode()
 def batched_probabilities(
-    model: torch.nn.Module,
+    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     seqs: list[list[int]],
     batch_size: int,
     device: torch.device,
@@ -113,9 +153,11 @@ def batched_probabilities(
         # An empty text still needs one step through the LSTM; it reads as one <unk>.
         batch = [seqs[i] or [UNK_ID] for i in idx]
         width = max(len(s) for s in batch)
-        ids = torch.zeros((len(batch), width), dtype=torch.long, pin_memory=pin)
-        for row, s in enumerate(batch):
-            ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        # One tensor from padded rows: building one small tensor per row cost more than the
+        # LSTM on short posts.
+        ids = torch.tensor([s + [0] * (width - len(s)) for s in batch], dtype=torch.long)
+        if pin:
+            ids = ids.pin_memory()
         lengths = torch.tensor([len(s) for s in batch], dtype=torch.long)
         logits = model(ids.to(device, non_blocking=pin), lengths)
         probs[torch.tensor(idx)] = torch.softmax(logits.float(), dim=-1).cpu()

@@ -1,20 +1,20 @@
 """Text pipeline shared by training and serving: normalise, segment, and nothing else.
 
 Training and the service call the same `Tokenizer.tokenize`, so a post is turned into the same
-tokens on both sides; the tokenizer's settings are stored in the artifact's config.
+tokens on both sides; the tokenizer's settings are stored in the artifact's config. An artifact
+written before a setting existed loads with that setting's old behaviour (`LEGACY`), so an old
+model keeps its exact tokens.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import re
-import tempfile
-import threading
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from functools import cache
+from typing import Any
 
-import jieba
+from model.segmenters import SEGMENTERS, segmenter
 
 URL_TOKEN = "<url>"
 USER_TOKEN = "<user>"
@@ -46,31 +46,26 @@ _REPEATED_WS = re.compile(r"\s+")
 _SPECIAL = re.compile(
     "(" + "|".join(re.escape(p) for p in PLACEHOLDERS) + "|" + _EMOJI.pattern + ")"
 )
-
-log = logging.getLogger(__name__)
-_jieba_lock = threading.Lock()
-_jieba_ready = False
-
-
-def _init_jieba() -> None:
-    """Load jieba's dictionary once, quietly, with its cache in a writable temp dir.
-
-    jieba writes a cache next to itself by default, which fails on a read-only root filesystem
-    (the Kubernetes deployment), so the cache goes to TMPDIR instead.
-    """
-    global _jieba_ready
-    with _jieba_lock:
-        if _jieba_ready:
-            return
-        jieba.setLogLevel(logging.WARNING)
-        jieba.dt.tmp_dir = os.environ.get("JIEBA_CACHE_DIR", tempfile.gettempdir())
-        jieba.initialize()
-        _jieba_ready = True
+# Weibo's bracket emoticons ([哈哈], [泪], [怒], [doge]) have a fixed meaning; as text they would
+# be split into their characters and read as the words they name, or as brackets.
+_EMOTICON = re.compile(r"\[[\u4e00-\u9fffa-z]{1,8}\]")
+_SPECIAL_WITH_EMOTICONS = re.compile(_SPECIAL.pattern[:-1] + "|" + _EMOTICON.pattern + ")")
 
 
-def normalize(text: str) -> str:
-    """Full-width to half-width, placeholders for URLs/mentions/topics, squeezed punctuation."""
+@cache
+def _t2s() -> Any:
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def normalize(text: str, t2s: bool = False) -> str:
+    """Full-width to half-width, placeholders for URLs/mentions/topics, squeezed punctuation,
+    and with `t2s` Traditional characters to Simplified (OpenCC), so that a Taiwan or Hong Kong
+    post meets the same vocabulary as a mainland one."""
     text = unicodedata.normalize("NFKC", text)
+    if t2s:
+        text = _t2s().convert(text)
     text = _URL.sub(f" {URL_TOKEN} ", text)
     text = _TOPIC.sub(f" {TOPIC_TOKEN} ", text)
     text = _MENTION.sub(f" {USER_TOKEN} ", text)
@@ -85,13 +80,56 @@ class TokenizerConfig:
 
     max_chars: int = 1000  # segmentation cost grows with length; posts beyond this are cut first
     hmm: bool = True  # jieba's HMM finds unknown words (names, slang) that the dictionary lacks
+    segmenter: str = "rjieba"  # jieba's algorithm and dictionary in native code; or "jieba"
+    # Domain words and slang (yyds, 绝绝子, product names) the dictionary lacks, kept whole.
+    user_words: tuple[str, ...] = ()
+    t2s: bool = True  # Traditional to Simplified before segmenting
+    emoticons: bool = True  # Weibo's [哈哈]-style emoticons as tokens of their own
+
+    def __post_init__(self) -> None:
+        if self.segmenter not in SEGMENTERS:
+            raise ValueError(f"segmenter must be one of {SEGMENTERS}, got {self.segmenter!r}")
+        if self.max_chars < 1:
+            raise ValueError("max_chars must be >= 1")
+        object.__setattr__(self, "user_words", tuple(self.user_words))
+        if any(not isinstance(w, str) or not w.strip() for w in self.user_words):
+            raise ValueError("user_words must be non-empty strings")
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        d = asdict(self)
+        d["user_words"] = list(self.user_words)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TokenizerConfig:
+        """As saved in an artifact; a setting it lacks takes its value from before it existed."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown tokenizer config keys: {sorted(unknown)}")
+        return cls(**{**LEGACY, **d})
+
+
+# What artifacts written before each setting existed did: jieba, no user dictionary, no
+# conversion, emoticons split as text.
+LEGACY: dict[str, Any] = {"segmenter": "jieba", "user_words": (), "t2s": False, "emoticons": False}
+
+
+def read_user_words(path: str) -> tuple[str, ...]:
+    """A user dictionary file: one word a line (jieba's `word [freq] [tag]` lines are accepted,
+    only the word is used); blank lines and `#` comments are skipped."""
+    from pathlib import Path
+
+    words = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            words.append(line.split()[0])
+    return tuple(dict.fromkeys(words))
 
 
 class Tokenizer:
-    """Normalise then segment with jieba; placeholders and emoji survive as single tokens.
+    """Normalise then segment; placeholders, emoji and emoticons survive as single tokens.
 
     Negation words (不, 没, 别, 未, 无 ...) are never dropped: there is no stop-word list at all,
     only whitespace is removed.
@@ -99,18 +137,24 @@ class Tokenizer:
 
     def __init__(self, config: TokenizerConfig | None = None) -> None:
         self.config = config or TokenizerConfig()
-        _init_jieba()
+        c = self.config
+        self._cut = segmenter(c.segmenter, c.hmm, c.user_words)
+        self._special = _SPECIAL_WITH_EMOTICONS if c.emoticons else _SPECIAL
+        if c.t2s:
+            _t2s()  # load OpenCC's tables now, not on the first post
 
     def tokenize(self, text: str) -> list[str]:
-        norm = normalize(text[: self.config.max_chars * 2])[: self.config.max_chars]
+        c = self.config
+        norm = normalize(text[: c.max_chars * 2], c.t2s)[: c.max_chars]
         tokens: list[str] = []
-        for piece in _SPECIAL.split(norm):
+        cut = self._cut
+        for piece in self._special.split(norm):
             if not piece:
                 continue
-            if piece in PLACEHOLDERS or _EMOJI.fullmatch(piece):
+            if piece in PLACEHOLDERS or self._special.fullmatch(piece):
                 tokens.append(piece)
                 continue
-            tokens.extend(t for t in jieba.lcut(piece, HMM=self.config.hmm) if not t.isspace())
+            tokens.extend(t for t in cut(piece) if not t.isspace())
         return tokens
 
     def tokenize_many(self, texts: list[str]) -> list[list[str]]:

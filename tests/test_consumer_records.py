@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from consumer import metrics, records
-from consumer.batch import label_batch
+from consumer.batch import label
 from consumer.records import DeadLetter, Post, decode, result_value
+from consumer.segmentation import InProcessSegmenter
 from model import artifact
 from model.network import ClassifierConfig, SentimentClassifier
 from model.predictor import Predictor
@@ -120,6 +121,12 @@ def post(text: str, i: int) -> Post:
     p = dec(json.dumps({"id": f"p{i}", "text": text}).encode())
     assert isinstance(p, Post)
     return p
+
+
+def label_batch(predictor, posts):
+    """The service's step: segment in this thread, then label."""
+    rows, _ = InProcessSegmenter(predictor.loaded).submit([p.text for p in posts]).result()
+    return label(predictor, posts, rows)
 
 
 def test_label_batch_labels_posts_and_dead_letters_empty_ones(tiny_predictor):

