@@ -162,3 +162,4 @@ class DriftMonitor:
         for label, share in s.label_shares.items():
             metrics.LABEL_SHARE.labels(label=label).set(share)
         metrics.MEAN_CONFIDENCE.set(s.mean_confidence)
+        metrics.DRIFT_WINDOW_POSTS.set(s.posts)

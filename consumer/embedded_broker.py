@@ -49,9 +49,14 @@ def broker_binary() -> str:
 
 
 class EmbeddedBroker:
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int | None = None, advertised: str | None = None
+    ) -> None:
         self.host = host
         self.port = port
+        # host:port clients are told to connect to, when it is not the listener itself (a test's
+        # fault-injecting proxy in front of the broker).
+        self.advertised = advertised
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -87,7 +92,7 @@ class EmbeddedBroker:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    f"tcp://{self.advertised}" if self.advertised else url,
                     "--storage-engine",
                     "memory://tansu/",
                 ],

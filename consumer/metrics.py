@@ -103,6 +103,11 @@ LABEL_SHARE = Gauge(
     ["label"],
     registry=REGISTRY,
 )
+DRIFT_WINDOW_POSTS = Gauge(
+    "sentiment_drift_window_posts",
+    "Delivered posts in the drift window (its statistics need at least 100).",
+    registry=REGISTRY,
+)
 MEAN_CONFIDENCE = Gauge(
     "sentiment_mean_confidence",
     "Mean top-label probability in the recent window.",
