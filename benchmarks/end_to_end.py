@@ -1,9 +1,10 @@
 """End-to-end benchmark through a real broker: the service against the naive per-message loop.
 
-Three consumers: the naive loop; the service segmenting in its poll loop
-(SENTIMENT_TOKENIZER_PROCESSES=0), which shows what batching alone buys; the service as shipped,
-segmenting in a worker process beside the model. All get the same posts (the shipped sample
-reviews) in the same two phases:
+The consumers, one after the other on the same broker and posts: the naive loop; the service
+with SENTIMENT_TOKENIZER_PROCESSES=0 and =1 (segmenting in the poll loop, or in a worker process
+beside the model); the service as shipped (its defaults); and, with --baseline REF, the service
+of an earlier commit, run from a git worktree of it with its own shipped model. All get the same
+posts (the shipped sample reviews) in the same two phases:
 
 1. throughput: a burst of --posts posts; posts/s from the first post consumed to the last
    result written;
@@ -12,15 +13,18 @@ reviews) in the same two phases:
    end-to-end latency is the result record's timestamp minus the input record's.
 
 Peak RSS is the VmHWM of the consumer process plus its child processes. Every input id must
-come back (nothing lost); the bar is the service's throughput >= 10x the naive loop's. They
-run one after the other, so they do not compete for the cores.
+come back (nothing lost). The bars: the service's throughput >= 10x the naive loop's, and
+>= 1.5x the baseline commit's. They run one after the other, so they do not compete for the
+cores.
 
-    python -m benchmarks.end_to_end [--posts 2000] [--paced-seconds 10] [--model default]
+    python -m benchmarks.end_to_end [--posts 3000] [--paced-seconds 6] [--model default]
+                                    [--baseline 6935144]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -32,6 +36,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +50,8 @@ from consumer.settings import Settings
 SAMPLES = Path(__file__).resolve().parent.parent / "consumer" / "samples" / "reviews.jsonl"
 PARTITIONS = 3
 BAR = 10.0
+BASELINE_BAR = 1.5
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -124,10 +131,17 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def start(
-    kind: str, bootstrap: str, topics: dict[str, str], model: str, env_extra: dict[str, str]
+    kind: str,
+    bootstrap: str,
+    topics: dict[str, str],
+    model: str,
+    env_extra: dict[str, str],
+    cwd: Path | None = None,
 ) -> subprocess.Popen[str]:
     group = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
+    if cwd is not None:  # another commit's code, run from its worktree
+        env["PYTHONPATH"] = str(cwd)
     if kind == "naive":
         cmd = [sys.executable, "-m", "benchmarks.naive_consumer", bootstrap, topics["in"],
                topics["out"], group, model]  # fmt: skip
@@ -151,7 +165,7 @@ def start(
         ),
         **env_extra,
     )
-    proc = subprocess.Popen([sys.executable, "-m", "consumer"], env=env, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "consumer"], env=env, text=True, cwd=cwd)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -172,11 +186,14 @@ def measure(
     seconds: float,
     model: str,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    overload: bool = True,
 ) -> Figures:
     """Run one consumer through the burst, then one paced phase per rate.
 
-    `rates` None means half and one and a half times this consumer's own throughput (how the
-    naive loop, which runs first, sets the pace for both). `env` adds SENTIMENT_ settings.
+    `rates` None means half and (with `overload`) one and a half times this consumer's own
+    throughput (how the naive loop, which runs first, sets the pace for the others). `env` adds
+    SENTIMENT_ settings; `cwd` runs another commit's service from its worktree.
     """
     tag = uuid.uuid4().hex[:8]
     topics = {"in": f"bench-in-{tag}", "out": f"bench-out-{tag}", "dlq": f"bench-dlq-{tag}"}
@@ -185,7 +202,7 @@ def measure(
         {topics["in"]: PARTITIONS, topics["out"]: PARTITIONS, topics["dlq"]: 1},
     )
     fig = Figures(kind)
-    proc = start(kind, bootstrap, topics, model, env or {})
+    proc = start(kind, bootstrap, topics, model, env or {}, cwd)
     reader = Reader(bootstrap, topics["out"])
     sent: list[str] = []
     try:
@@ -198,7 +215,8 @@ def measure(
         end_ms = max(ts for ts, _ in got)
         fig.throughput = len(got) / max((end_ms - start_ms) / 1e3, 1e-9)
 
-        for k, rate in enumerate(rates or [fig.throughput / 2, fig.throughput * 1.5]):
+        own = [fig.throughput / 2, fig.throughput * 1.5][: 2 if overload else 1]
+        for k, rate in enumerate(rates if rates is not None else own):
             paced = post_values(texts, f"paced{k}", max(int(rate * seconds), 20))
             produce(bootstrap, topics["in"], paced, rate=rate)
             sent += [i for i, _ in paced]
@@ -220,12 +238,29 @@ def measure(
     return fig
 
 
+@contextlib.contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """A detached git worktree of `ref`, removed afterwards."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-baseline-") as d:
+        path = Path(d) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path),
+                        ref], check=True)  # fmt: skip
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
+                           check=False)  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="service vs naive per-message loop, via Kafka")
-    ap.add_argument("--posts", type=int, default=2000, help="posts in the throughput burst")
-    ap.add_argument("--paced-seconds", type=float, default=10.0, help="length of latency phase")
+    ap.add_argument("--posts", type=int, default=3000, help="posts in the throughput burst")
+    ap.add_argument("--paced-seconds", type=float, default=6.0, help="length of latency phase")
     ap.add_argument("--model", default="default")
     ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+    ap.add_argument("--baseline", default="", help="a git commit whose service to run as well")
     args = ap.parse_args(argv)
     print("command:", shlex.join([Path(sys.executable).name, "-m", "benchmarks.end_to_end",
                                   *(argv if argv is not None else sys.argv[1:])]))  # fmt: skip
@@ -234,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         f"machine: {os.cpu_count()} cores, {platform.machine()}, load average "
         f"{os.getloadavg()[0]:.1f}; model: {args.model}; service defaults: batches of "
         f"{d['batch_max_size']} within {d['batch_max_wait_ms']} ms, inference chunks of "
-        f"{d['inference_batch_size']}, torch threads {d['torch_threads']} (naive loop: 1 too)"
+        f"{d['inference_batch_size']}, runtime {d['inference_runtime']}, "
+        f"{d['tokenizer_processes']} tokenizer processes, torch threads {d['torch_threads']} "
+        "(naive loop: PyTorch fp32, 1 thread)"
     )
     texts = sample_texts()
     broker = None
@@ -242,21 +279,37 @@ def main(argv: list[str] | None = None) -> int:
         broker = EmbeddedBroker()
         args.bootstrap = broker.start()
         print(f"broker: embedded Tansu on {args.bootstrap}")
+    runs: list[tuple[str, Figures]] = []
     try:
         naive = measure("naive", args.bootstrap, texts, args.posts, None, args.paced_seconds,
                         args.model)  # fmt: skip
         rates = list(naive.latency)
-        serial = measure("service", args.bootstrap, texts, args.posts, rates, args.paced_seconds,
-                         args.model, {"SENTIMENT_TOKENIZER_PROCESSES": "0"})  # fmt: skip
-        service = measure("service", args.bootstrap, texts, args.posts, rates,
-                          args.paced_seconds, args.model)  # fmt: skip
+        for name, extra in (
+            ("service, 0 workers", {"SENTIMENT_TOKENIZER_PROCESSES": "0"}),
+            ("service, 1 worker", {"SENTIMENT_TOKENIZER_PROCESSES": "1"}),
+            ("service (defaults)", {}),
+        ):
+            runs.append((name, measure("service", args.bootstrap, texts, args.posts, rates,
+                                       args.paced_seconds, args.model, extra)))  # fmt: skip
+        if args.baseline:
+            with worktree(args.baseline) as tree:
+                runs.append((f"main@{args.baseline[:7]}", measure(
+                    "service", args.bootstrap, texts, args.posts, rates, args.paced_seconds,
+                    "default", {}, cwd=tree)))  # fmt: skip
     finally:
         if broker is not None:
             broker.stop()
-    report(naive, [("service, 1 process", serial), ("service", service)])
+    report(naive, runs)
+    service = runs[2][1]
     ratio = service.throughput / naive.throughput
-    ok = ratio >= BAR and naive.lost == 0 and service.lost == 0
-    print(f"bar: service >= {BAR:.0f}x naive with nothing lost: {'PASS' if ok else 'FAIL'}")
+    ok = ratio >= BAR and naive.lost == 0 and all(f.lost == 0 for _, f in runs)
+    print(f"bar: service >= {BAR:.0f}x naive with nothing lost: {ratio:.1f}x, "
+          f"{'PASS' if ok else 'FAIL'}")  # fmt: skip
+    if args.baseline:
+        base = service.throughput / runs[3][1].throughput
+        ok = ok and base >= BASELINE_BAR
+        print(f"bar: service >= {BASELINE_BAR}x main@{args.baseline[:7]}: {base:.2f}x, "
+              f"{'PASS' if base >= BASELINE_BAR else 'FAIL'}")  # fmt: skip
     return 0 if ok else 1
 
 

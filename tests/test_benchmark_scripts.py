@@ -1,0 +1,43 @@
+"""The benchmark scripts keep running: each is run here on tiny sizes, so none can rot unseen.
+
+They measure; these tests only check that they finish, print their tables and lose nothing.
+The figures themselves belong in benchmarks/README.md, from full runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def run(cmd: list[str], timeout: float = 300) -> str:
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_gpu_check_dry_run_prints_its_table_and_loses_nothing():
+    out = run(["bash", "benchmarks/gpu_check.sh", "--dry-run"])
+    assert "| model alone | torch, batch 256 |" in out
+    assert "| end to end | 1 segmenter worker(s)" in out
+    assert "| end to end | 2 segmenter worker(s)" in out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary == {"lost": 0, "model_rows": 2, "e2e_rows": 2}
+
+
+def test_segmenter_benchmark_reports_both_backends():
+    out = run([sys.executable, "-m", "benchmarks.segmenters", "--gold-lines", "200",
+               "--repeats", "1"])  # fmt: skip
+    rows = [line for line in out.splitlines() if line.startswith(("| jieba", "| rjieba"))]
+    assert len(rows) == 2
+    assert rows[0].split("|")[4].strip() == "100.0%"  # jieba agrees with itself
