@@ -1,7 +1,8 @@
 """`make run`: the whole pipeline on a laptop, with nothing to set up.
 
 Starts the embedded broker, starts the service (`python -m consumer`) with the shipped model,
-streams the sample reviews (the held-out test split, shipped as consumer/samples/reviews.jsonl)
+streams the sample posts (the held-out test split of the reviews, consumer/samples/reviews.jsonl,
+and our held-out social posts in Weibo style, consumer/samples/social.jsonl, shuffled together)
 plus a handful of malformed messages into the input topic, and shows live progress read back
 from the output and dead-letter topics. Ctrl+C stops the service (it drains and commits), then
 the broker.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -30,7 +32,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from consumer.embedded_broker import EmbeddedBroker, free_port
 from consumer.records import H_REASON
 
-SAMPLES = Path(__file__).resolve().parent / "samples" / "reviews.jsonl"
+SAMPLES = [
+    Path(__file__).resolve().parent / "samples" / f for f in ("reviews.jsonl", "social.jsonl")
+]
 TOPICS = {"posts": 3, "posts.sentiment": 3, "posts.dlq": 1}
 MALFORMED = [
     b'{"id": "broken-json", "text": ',
@@ -43,7 +47,8 @@ MALFORMED = [
 
 
 def sample_posts(n: int) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in SAMPLES.read_text("utf-8").splitlines()]
+    rows = [json.loads(line) for f in SAMPLES for line in f.read_text("utf-8").splitlines()]
+    random.Random(0).shuffle(rows)  # social posts among the reviews, the same order every run
     # Cycle the file for more posts than it holds; each copy gets its own ids.
     return [{**rows[i % len(rows)], "id": f"{rows[i % len(rows)]['id']}.{i // len(rows)}"}
             for i in range(n)]  # fmt: skip
@@ -104,7 +109,8 @@ class Progress:
         self.total = total
         self.labels: Counter[str] = Counter()
         self.dead: Counter[str] = Counter()
-        self.agree = 0
+        self.agree: Counter[str] = Counter()  # by kind of post: review, social
+        self.seen: Counter[str] = Counter()
         self.examples: list[str] = []
         self.t0 = time.monotonic()
 
@@ -114,8 +120,10 @@ class Progress:
 
     def add_result(self, r: dict[str, Any]) -> None:
         self.labels[r["label"]] += 1
-        self.agree += r.get("gold") == r["label"]
-        if self.done <= 3 or self.done % 500 == 0:
+        kind = str(r.get("id", "")).split("-", 1)[0]
+        self.seen[kind] += 1
+        self.agree[kind] += r.get("gold") == r["label"]
+        if self.done <= 3 or self.done % 500 == 0 or (kind == "social" and self.seen[kind] <= 3):
             text = r.get("text", "")
             text = text if len(text) <= 40 else text[:39] + "…"
             self.examples.append(
@@ -126,11 +134,11 @@ class Progress:
         elapsed = time.monotonic() - self.t0
         labels = " ".join(f"{k} {v}" for k, v in sorted(self.labels.items()))
         dead = " ".join(f"{k} {v}" for k, v in sorted(self.dead.items())) or "none"
-        agree = f"{self.agree / self.done:.1%}" if self.done else "-"
+        agree = ", ".join(f"{k}s {self.agree[k] / n:.1%}" for k, n in sorted(self.seen.items()))
         rate = self.done / max(elapsed, 1e-9)
         return (
             f"{self.done:>5}/{self.total} labelled  {rate:5.0f} posts/s  |  {labels}  |  "
-            f"agrees with gold {agree}  |  dead letters: {dead}"
+            f"agrees with gold: {agree or '-'}  |  dead letters: {dead}"
         )
 
 

@@ -24,7 +24,11 @@ _max_len = 0
 
 
 def init_worker(
-    tokenizer_config: dict[str, object], tokens: list[str], max_len: int, parent: int
+    tokenizer_config: dict[str, object],
+    tokens: list[str],
+    char_fallback: bool,
+    max_len: int,
+    parent: int,
 ) -> None:
     global _tokenizer, _vocab, _max_len
     _die_with(parent)
@@ -33,7 +37,7 @@ def init_worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _tokenizer = Tokenizer(TokenizerConfig.from_dict(tokenizer_config))
-    _vocab = Vocab(tokens)
+    _vocab = Vocab(tokens, char_fallback)
     _max_len = max_len
 
 

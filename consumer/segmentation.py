@@ -99,6 +99,7 @@ class PoolSegmenter:
             initargs=(
                 loaded.tokenizer.config.to_dict(),
                 loaded.vocab.itos,
+                loaded.vocab.char_fallback,
                 loaded.max_len,
                 os.getpid(),
             ),

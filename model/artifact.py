@@ -106,6 +106,7 @@ def save(
         "max_len": max_len,
         "vocab_size": len(vocab),
         "vocab_fingerprint": vocab.fingerprint(),
+        "oov": "chars" if vocab.char_fallback else "unk",
         **(extra or {}),
     }
     (out / CONFIG).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -143,7 +144,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
             f"{root}: format_version {cfg_json.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
     try:
-        vocab = Vocab.load(root / VOCAB)
+        vocab = Vocab.load(root / VOCAB, char_fallback=cfg_json.get("oov") == "chars")
     except FileNotFoundError as e:
         raise ArtifactError(f"{root}: missing {VOCAB}") from e
     except ValueError as e:

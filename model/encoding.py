@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.text import Tokenizer
-from model.vocab import UNK_ID, Vocab
+from model.vocab import Vocab
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,14 +17,13 @@ class Encoded:
     ids: list[int]
     tokens: list[str]  # the tokens behind `ids` (kept after truncation), for explanations
     n_tokens: int  # before truncation; 0 means the text was empty after normalisation
-    n_oov: int  # among the kept ids
+    n_oov: int  # tokens out of the vocabulary among those kept (spelled out, or <unk>)
 
 
 def encode(tokenizer: Tokenizer, vocab: Vocab, max_len: int, text: str) -> Encoded:
     tokens = tokenizer.tokenize(text)
-    kept = tokens[:max_len]
-    ids = vocab.encode(kept, max_len)
-    return Encoded(ids=ids, tokens=kept, n_tokens=len(tokens), n_oov=ids.count(UNK_ID))
+    ids, kept, n_oov = vocab.lookup(tokens, max_len)
+    return Encoded(ids=ids, tokens=kept, n_tokens=len(tokens), n_oov=n_oov)
 
 
 def encode_or_error(tokenizer: Tokenizer, vocab: Vocab, max_len: int, text: str) -> Encoded | str:

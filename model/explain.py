@@ -50,7 +50,7 @@ def _batch_scores(
     # Inference mode tensors cannot take part in autograd, so this needs grad mode explicitly;
     # autograd.grad leaves the parameters' .grad untouched, which matters for a shared model.
     with torch.inference_mode(False), torch.enable_grad():
-        emb = model.encoder.embedding(ids).detach().requires_grad_(True)  # (B, T, E)
+        emb = model.encoder.embed(ids).detach().requires_grad_(True)  # (B, T, E)
         logits = model(ids, lengths, emb=emb)  # (B, N)
         pred = logits.argmax(1, keepdim=True)  # (B, 1)
         # The log-odds of the predicted label against the rest: unlike its probability it does

@@ -24,6 +24,13 @@ class ClassifierConfig:
     pooling: str = "max_mean"
     labels: tuple[str, ...] = field(default=("negative", "positive"))
     pad_id: int = 0
+    # Character-aware tokens: > 0 adds to each token's vector the mean of its first
+    # `chars_per_token` characters' vectors, from a table of this many characters (0 is padding).
+    char_vocab_size: int = 0
+    chars_per_token: int = 4
+    # Sentiment knowledge: > 0 adds a learned vector per lexicon cue of the token
+    # (model.knowledge.CUES: positive, negative, negation, degree, emoji polarity).
+    cue_kinds: int = 0
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -36,6 +43,8 @@ class ClassifierConfig:
             raise ValueError("dropout and embed_dropout must be in [0, 1)")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must name at least two distinct classes")
+        if self.char_vocab_size < 0 or self.cue_kinds < 0 or self.chars_per_token < 1:
+            raise ValueError("char_vocab_size and cue_kinds must be >= 0, chars_per_token >= 1")
 
     @property
     def num_labels(self) -> int:
@@ -63,11 +72,31 @@ class ClassifierConfig:
 
 
 class Encoder(nn.Module):
-    """Token ids to contextual states; shared by the classifier and the pretraining LM."""
+    """Token ids to contextual states; shared by the classifier and the pretraining LM.
+
+    A token's vector is its word embedding, plus (when configured) the mean of its characters'
+    vectors and its lexicon cue's vector. Which characters and which cue belong to each
+    vocabulary id are buffers (`token_chars` (V, K), `token_cues` (V,)), saved with the weights,
+    so the model still takes nothing but ids: an unseen word that the vocabulary spells out in
+    characters keeps their meaning.
+    """
+
+    token_chars: Tensor
+    token_cues: Tensor
 
     def __init__(self, cfg: ClassifierConfig) -> None:
         super().__init__()
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id)
+        self.char_embedding: nn.Embedding | None = None
+        self.cue_embedding: nn.Embedding | None = None
+        if cfg.char_vocab_size:
+            self.char_embedding = nn.Embedding(cfg.char_vocab_size, cfg.embed_dim, padding_idx=0)
+            self.register_buffer(
+                "token_chars", torch.zeros(cfg.vocab_size, cfg.chars_per_token, dtype=torch.long)
+            )
+        if cfg.cue_kinds:
+            self.cue_embedding = nn.Embedding(cfg.cue_kinds, cfg.embed_dim, padding_idx=0)
+            self.register_buffer("token_cues", torch.zeros(cfg.vocab_size, dtype=torch.long))
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)
         self.lstm = nn.LSTM(
             cfg.embed_dim,
@@ -86,7 +115,7 @@ class Encoder(nn.Module):
 
         `emb` (B, T, E) replaces the embedding lookup; gradient x input explanations need it.
         """
-        x = self.embed_dropout(self.embedding(ids) if emb is None else emb)  # (B, T, E)
+        x = self.embed_dropout(self.embed(ids) if emb is None else emb)  # (B, T, E)
         # pack_padded_sequence wants lengths on the CPU whatever device the model is on.
         packed = pack_padded_sequence(x, lengths.to("cpu"), batch_first=True, enforce_sorted=False)
         out, (h_n, _) = self.lstm(packed)
@@ -94,6 +123,17 @@ class Encoder(nn.Module):
         # (B, 2H) joins the forward end and the backward start; (B, H) when unidirectional
         last = torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.bidirectional else h_n[-1]
         return out, last
+
+    def embed(self, ids: Tensor) -> Tensor:
+        """(B, T) ids -> (B, T, E) token vectors: word, plus characters and cue if configured."""
+        x = self.embedding(ids)
+        if self.char_embedding is not None:
+            chars = self.token_chars[ids]  # (B, T, K), 0 where a token has fewer characters
+            m = (chars != 0).unsqueeze(-1).to(x.dtype)  # (B, T, K, 1)
+            x = x + (self.char_embedding(chars) * m).sum(2) / m.sum(2).clamp(min=1)
+        if self.cue_embedding is not None:
+            x = x + self.cue_embedding(self.token_cues[ids])
+        return x
 
 
 class Pooling(nn.Module):

@@ -40,7 +40,10 @@ def build(model: SentimentClassifier) -> Any:
             f"pooling {cfg.pooling!r} has no ONNX graph here (only {ONNX_POOLINGS}); "
             "use the torch runtime for this model"
         )
-    state = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().cpu().numpy() if v.dtype == torch.long else v.detach().float().cpu().numpy()
+        for k, v in model.state_dict().items()
+    }
     h, dirs = cfg.hidden_size, 2 if cfg.bidirectional else 1
     inits: list[Any] = []
     nodes: list[Any] = []
@@ -53,7 +56,29 @@ def build(model: SentimentClassifier) -> Any:
         nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         return name
 
-    emb = node("Gather", [const("embedding", state["encoder.embedding.weight"]), "ids"], "emb")
+    emb = node("Gather", [const("embedding", state["encoder.embedding.weight"]), "ids"], "word")
+    if cfg.char_vocab_size:  # + the mean of the token's characters' vectors
+        table = const("token_chars", state["encoder.token_chars"].astype(np.int64))
+        chars = node("Gather", [table, "ids"], "chars")  # (B, T, K)
+        zero = const("zero", np.array(0, dtype=np.int64))
+        cmask = node("Cast", [node("Unsqueeze", [node("Not", [node("Equal", [chars, zero],
+                     "char_pad")], "char_real"), const("axis3", np.array([3]))], "char_mask4")],
+                     "char_mask", to=TensorProto.FLOAT)  # (B, T, K, 1)  # fmt: skip
+        cvec = node("Gather", [const("char_embedding", state["encoder.char_embedding.weight"]),
+                               chars], "char_vecs")  # (B, T, K, E)  # fmt: skip
+        axis2 = const("axis2_chars", np.array([2]))
+        csum = node("ReduceSum", [node("Mul", [cvec, cmask], "char_kept"), axis2], "char_sum",
+                    keepdims=0)  # fmt: skip
+        ccount = node("ReduceSum", [cmask, axis2], "char_count", keepdims=0)
+        one_c = const("one_c", np.array(1.0, dtype=np.float32))
+        cmean = node("Div", [csum, node("Max", [ccount, one_c], "char_count1")], "char_mean")
+        emb = node("Add", [emb, cmean], "word_chars")
+    if cfg.cue_kinds:  # + the vector of the token's lexicon cue
+        cues = node("Gather", [const("token_cues", state["encoder.token_cues"].astype(np.int64)),
+                               "ids"], "cues")  # fmt: skip
+        cvecs = node("Gather", [const("cue_embedding", state["encoder.cue_embedding.weight"]),
+                                cues], "cue_vecs")  # fmt: skip
+        emb = node("Add", [emb, cvecs], "emb")
     x = node("Transpose", [emb], "x0", perm=[1, 0, 2])  # (T, B, E)
     seq_lens = node("Cast", ["lengths"], "seq_lens", to=TensorProto.INT32)
     y_h = ""

@@ -1,4 +1,9 @@
-"""Token vocabulary: `<pad>` is 0, `<unk>` is 1, then tokens by descending frequency."""
+"""Token vocabulary: `<pad>` is 0, `<unk>` is 1, then tokens by descending frequency.
+
+With `char_fallback`, a token outside the vocabulary is spelled out in its characters (each one
+looked up in turn) instead of becoming one `<unk>`: an unseen word such as 绝绝子 then still
+reads as 绝, 绝, 子. The artifact's config says whether its vocabulary does this.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,14 @@ UNK_ID = 1
 
 
 class Vocab:
-    def __init__(self, tokens: list[str]) -> None:
+    def __init__(self, tokens: list[str], char_fallback: bool = False) -> None:
         if tokens[:2] != [PAD, UNK]:
             raise ValueError(f"a vocabulary must start with {PAD!r}, {UNK!r}; got {tokens[:2]!r}")
         if len(set(tokens)) != len(tokens):
             raise ValueError("a vocabulary must not repeat tokens")
         self.itos = tokens
         self.stoi = {t: i for i, t in enumerate(tokens)}
+        self.char_fallback = char_fallback
 
     def __len__(self) -> int:
         return len(self.itos)
@@ -31,9 +37,15 @@ class Vocab:
 
     @classmethod
     def build(
-        cls, token_lists: Iterable[list[str]], min_freq: int = 2, max_size: int | None = 30000
+        cls,
+        token_lists: Iterable[list[str]],
+        min_freq: int = 2,
+        max_size: int | None = 30000,
+        always: Iterable[str] = (),
+        char_fallback: bool = False,
     ) -> Vocab:
-        """Keep tokens seen at least `min_freq` times, the most frequent `max_size` of them.
+        """Keep tokens seen at least `min_freq` times, the most frequent `max_size` of them,
+        then the `always` tokens not kept yet (lexicon entries, whatever the data held).
 
         Ties are broken by the token itself so the same data always gives the same vocabulary.
         """
@@ -48,11 +60,35 @@ class Vocab:
         )
         if max_size is not None:
             kept = kept[: max(0, max_size - 2)]
-        return cls([PAD, UNK, *kept])
+        seen = set(kept)
+        extra = sorted({t for t in always if t not in seen and t not in (PAD, UNK)})
+        return cls([PAD, UNK, *kept, *extra], char_fallback)
 
     def encode(self, tokens: list[str], max_len: int) -> list[int]:
         """Token ids, truncated to `max_len` by keeping the head of the post."""
-        return [self.stoi.get(t, UNK_ID) for t in tokens[:max_len]]
+        return self.lookup(tokens, max_len)[0]
+
+    def lookup(self, tokens: list[str], max_len: int) -> tuple[list[int], list[str], int]:
+        """(ids, the tokens behind them, how many tokens were out of the vocabulary), keeping
+        the head of the post up to `max_len` ids."""
+        stoi = self.stoi
+        if not self.char_fallback:
+            kept = tokens[:max_len]
+            ids = [stoi.get(t, UNK_ID) for t in kept]
+            return ids, kept, ids.count(UNK_ID)
+        ids, kept, oov = [], [], 0
+        for t in tokens:
+            i = stoi.get(t)
+            if i is not None:
+                ids.append(i)
+                kept.append(t)
+            else:
+                oov += 1
+                ids.extend(stoi.get(c, UNK_ID) for c in t)
+                kept.extend(t)
+            if len(ids) >= max_len:
+                break
+        return ids[:max_len], kept[:max_len], oov
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.itos[i] for i in ids]
@@ -66,8 +102,8 @@ class Vocab:
         path.write_text(json.dumps(self.itos, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path) -> Vocab:
+    def load(cls, path: Path, char_fallback: bool = False) -> Vocab:
         tokens = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise ValueError(f"{path}: a vocabulary file must be a JSON list of strings")
-        return cls(tokens)
+        return cls(tokens, char_fallback)

@@ -47,6 +47,8 @@ def test_demo_labels_every_post_counts_dead_letters_and_ctrl_c_stops_it_cleanly(
     final = [line for line in lines if f"{n}/{n} labelled" in line]
     assert final, out
     assert "posts/s" in final[-1]
+    # Social posts stream among the reviews, each kind scored against its own gold labels.
+    assert re.search(r"agrees with gold: reviews \d+\.\d%, socials \d+\.\d%", final[-1]), final
     dead = re.search(r"dead letters: (.*)$", final[-1])
     assert dead is not None
     assert sum(int(x) for x in re.findall(r"\b(\d+)\b", dead.group(1))) == len(MALFORMED)

@@ -24,15 +24,21 @@ def random_batch(n: int, vocab: int, max_len: int, seed: int = 0) -> list[list[i
 
 
 @pytest.mark.parametrize(
-    ("pooling", "layers", "bidirectional"),
-    [("max_mean", 1, True), ("max", 2, True), ("mean", 1, False), ("last", 2, True),
-     ("last", 1, False)],
+    ("pooling", "layers", "bidirectional", "chars", "cues"),
+    [("max_mean", 1, True, 0, 0), ("max", 2, True, 0, 0), ("mean", 1, False, 0, 0),
+     ("last", 2, True, 0, 0), ("last", 1, False, 0, 0), ("max_mean", 1, True, 30, 7)],
 )  # fmt: skip
-def test_onnx_graph_computes_the_torch_probabilities(pooling, layers, bidirectional):
+def test_onnx_graph_computes_the_torch_probabilities(pooling, layers, bidirectional, chars, cues):
     torch.manual_seed(1)
     cfg = ClassifierConfig(vocab_size=50, embed_dim=12, hidden_size=10, num_layers=layers,
-                           bidirectional=bidirectional, pooling=pooling)  # fmt: skip
+                           bidirectional=bidirectional, pooling=pooling, char_vocab_size=chars,
+                           cue_kinds=cues)  # fmt: skip
     model = SentimentClassifier(cfg).eval()
+    if chars:  # some tokens with 1-4 characters, some with none (padding, specials)
+        table = torch.randint(0, chars, (50, cfg.chars_per_token))
+        table[:, 0] = torch.where(torch.arange(50) % 7 == 0, 0, table[:, 0].clamp(min=1))
+        model.encoder.token_chars.copy_(table)
+        model.encoder.token_cues.copy_(torch.randint(0, cues, (50,)))
     seqs = random_batch(40, 50, 17)
     want = batched_probabilities(model, seqs, 16, torch.device("cpu"), 2)
     got = batched_probabilities(OnnxForward(model), seqs, 16, torch.device("cpu"), 2)

@@ -18,9 +18,10 @@ from model import artifact
 from model.drift import Reference, build_reference
 from model.network import SentimentClassifier
 from model.text import Tokenizer, TokenizerConfig
-from model.vocab import UNK_ID, Vocab
+from model.vocab import Vocab
 from training.data import Dataset, Splits, load_source, read_file, unlabelled_people_daily
 from training.embeddings import ppmi_svd_vectors
+from training.features import build_vocab, new_classifier
 from training.train import (
     TrainConfig,
     TrainResult,
@@ -100,12 +101,13 @@ def reference_from_validation(
     _, probs = evaluate_ids(model, ids, prep.val_y, labels, device)
     score_col = labels.index("positive") if "positive" in labels else None
     scores = probs[:, score_col] if score_col is not None else probs.max(axis=1)
-    kept = [vocab.encode(t, max_len) for t in prep.val_tokens]
+    # As the service counts them (model.encoding): out-of-vocabulary tokens among those kept.
+    looked_up = [vocab.lookup(t, max_len) for t in prep.val_tokens]
     return build_reference(
         scores=scores.tolist(),
         lengths=[len(t) for t in prep.val_tokens],
-        oov_tokens=sum(k.count(UNK_ID) for k in kept),
-        total_tokens=sum(len(k) for k in kept),
+        oov_tokens=sum(oov for _, _, oov in looked_up),
+        total_tokens=sum(min(len(t), max_len) for t in prep.val_tokens),
         predicted=[labels[i] for i in probs.argmax(axis=1)],
         confidences=probs.max(axis=1).tolist(),
         labels=labels,
@@ -141,14 +143,14 @@ def run(
         log.info("%s: %d rows", name, len(ds))
     labels = tuple(cfg.labels)
     prep = prepare(splits, labels, Tokenizer(tokenizer_config or TokenizerConfig()))
-    vocab = Vocab.build(prep.train_tokens, min_freq=cfg.min_freq, max_size=cfg.max_vocab)
+    vocab = build_vocab(cfg, prep.train_tokens)
     log.info("vocabulary: %d tokens (min_freq %d)", len(vocab), cfg.min_freq)
     train_ids = encode_all(vocab, prep.train_tokens, cfg.max_len)
     val_ids = encode_all(vocab, prep.val_tokens, cfg.max_len)
     test_ids = encode_all(vocab, prep.test_tokens, cfg.max_len)
     # Seed before the weights are drawn, so one command always builds the same model.
     seed_everything(cfg.seed)
-    model = SentimentClassifier(cfg.classifier_config(len(vocab)))
+    model = new_classifier(cfg, vocab)
     if cfg.init_embeddings == "ppmi":
         corpus = prep.train_tokens + unlabelled_tokens(source, prep.tokenizer_config)
         vectors = ppmi_svd_vectors(corpus, vocab, cfg.embed_dim, seed=cfg.seed)

@@ -56,6 +56,14 @@ class TrainConfig:
     # "ppmi": start the embedding from PPMI-SVD word vectors of the unlabelled corpus
     # (training/embeddings.py) instead of random noise.
     init_embeddings: str = "ppmi"
+    # Character-aware tokens (a token's vector adds its characters' mean), sentiment knowledge
+    # (a learned vector per lexicon cue) and unseen words spelled out in characters instead of
+    # <unk>: see training/features.py. Off here, so that every experiment keeps its recipe;
+    # `make train` turns them on for the shipped model.
+    char_features: bool = False
+    chars_per_token: int = 4
+    knowledge: bool = False
+    oov_chars: bool = False
     seed: int = 13
     labels: tuple[str, ...] = ("negative", "positive")
 
@@ -71,9 +79,14 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 1:
             raise ValueError("epochs, batch_size and max_len must be positive")
 
-    def classifier_config(self, vocab_size: int) -> ClassifierConfig:
+    def classifier_config(
+        self, vocab_size: int, char_vocab_size: int = 0, cue_kinds: int = 0
+    ) -> ClassifierConfig:
         return ClassifierConfig(
             vocab_size=vocab_size,
+            char_vocab_size=char_vocab_size,
+            chars_per_token=self.chars_per_token,
+            cue_kinds=cue_kinds,
             embed_dim=self.embed_dim,
             hidden_size=self.hidden_size,
             num_layers=self.num_layers,

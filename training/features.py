@@ -1,0 +1,60 @@
+"""The vocabulary and the classifier a TrainConfig asks for, with their token tables filled.
+
+`char_features`, `knowledge` and `oov_chars` (see TrainConfig) shape three things that must
+agree: the vocabulary (lexicon emoji always in it; unseen words spelled out in characters), the
+character table (which characters make up each vocabulary token) and the cue table (each
+token's lexicon cue). They are built here once, from the vocabulary, and saved with the weights
+as the encoder's buffers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from model import knowledge
+from model.network import SentimentClassifier
+from model.text import PLACEHOLDERS
+from model.vocab import PAD, UNK, Vocab
+from training.train import TrainConfig
+
+
+def build_vocab(cfg: TrainConfig, token_lists: list[list[str]]) -> Vocab:
+    always: set[str] = set()
+    if cfg.knowledge:
+        seen = {t for tokens in token_lists for t in tokens}
+        # Lexicon words the data holds at least once, and every polar emoji and emoticon.
+        always = (knowledge.lexicon_words() & seen) | knowledge.emoji_words()
+    return Vocab.build(token_lists, cfg.min_freq, cfg.max_vocab, always, cfg.oov_chars)
+
+
+def char_table(vocab: Vocab, per_token: int) -> tuple[int, torch.Tensor]:
+    """(characters in the table, (V, per_token) character ids); id 0 pads, specials have none."""
+    counts: Counter[str] = Counter()
+    for t in vocab.itos:
+        if t not in (PAD, UNK, *PLACEHOLDERS):
+            counts.update(t[:per_token])
+    chars = {c: i for i, c in enumerate(sorted(counts, key=lambda c: (-counts[c], c)), start=1)}
+    table = torch.zeros((len(vocab), per_token), dtype=torch.long)
+    for i, t in enumerate(vocab.itos):
+        if t not in (PAD, UNK, *PLACEHOLDERS):
+            ids = [chars[c] for c in t[:per_token]]
+            table[i, : len(ids)] = torch.tensor(ids)
+    return len(chars) + 1, table
+
+
+def cue_table(vocab: Vocab) -> torch.Tensor:
+    return torch.tensor([knowledge.cue(t) for t in vocab.itos], dtype=torch.long)
+
+
+def new_classifier(cfg: TrainConfig, vocab: Vocab) -> SentimentClassifier:
+    n_chars, chars = char_table(vocab, cfg.chars_per_token) if cfg.char_features else (0, None)
+    n_cues = len(knowledge.CUES) if cfg.knowledge else 0
+    model = SentimentClassifier(cfg.classifier_config(len(vocab), n_chars, n_cues))
+    with torch.no_grad():
+        if chars is not None:
+            model.encoder.token_chars.copy_(chars)
+        if n_cues:
+            model.encoder.token_cues.copy_(cue_table(vocab))
+    return model
