@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\npoll loop without the model ({args.loop_posts} posts through an embedded "
               f"broker, batches of 256): {cpu_us:.1f} µs CPU per post ({wall_us:.1f} µs wall); "
               f"aim <= {LOOP_AIM_US:.0f} µs: {verdict}")  # fmt: skip
-    default_runtime = Predictor(loaded).runtime if loaded.device.type == "cuda" else "onnx-int8"
+    default_runtime = Predictor(loaded, runtime="auto").runtime
     model = stages[f"BiLSTM, chunks of {args.chunk}, {default_runtime}"]
     segment = next(v for k, v in stages.items() if k.endswith("(the model's)"))
     segment += stages["vocabulary lookup"]

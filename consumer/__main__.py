@@ -83,11 +83,11 @@ def run(settings: Settings, stop: threading.Event) -> int:
         except (ArtifactError, ValueError) as e:
             print(f"consumer: SENTIMENT_MODEL={settings.model}: {e}", file=sys.stderr)
             return 2
+        threads = settings.torch_threads or os.cpu_count() or 1
         try:
             predictor = Predictor(
-                loaded, settings.inference_batch_size, settings.inference_runtime,
-                threads=settings.torch_threads or os.cpu_count() or 1,
-            )  # fmt: skip
+                loaded, settings.inference_batch_size, settings.inference_runtime, threads
+            )
         except ValueError as e:
             print(f"consumer: SENTIMENT_INFERENCE_RUNTIME={settings.inference_runtime}: {e}",
                   file=sys.stderr)  # fmt: skip
@@ -108,11 +108,27 @@ def run(settings: Settings, stop: threading.Event) -> int:
             loaded.version, loaded.device, predictor.runtime, time.perf_counter() - t0,
             settings.processing_guarantee, settings.batch_max_size, settings.batch_max_wait_ms,
         )  # fmt: skip
+        shadow = None
+        if settings.shadow_model:
+            from consumer.shadow import Shadow
+
+            try:
+                candidate = Predictor(
+                    load(settings.shadow_model, device=device), settings.inference_batch_size,
+                    settings.inference_runtime, threads,
+                )  # fmt: skip
+            except (ArtifactError, ValueError) as e:
+                print(f"consumer: SENTIMENT_SHADOW_MODEL={settings.shadow_model}: {e}",
+                      file=sys.stderr)  # fmt: skip
+                return 2
+            candidate.predict(["预热"])
+            shadow = Shadow(candidate, settings.drift_window_size, settings.drift_window_seconds)
+            log.info("shadow candidate %s scored beside the live model", candidate.loaded.version)
         health.model_loaded = True
         if stop.is_set():
             return 0
         try:
-            service = Service(settings, predictor, health, stop)
+            service = Service(settings, predictor, health, stop, shadow)
         except KafkaException as e:
             # librdkafka rejects a passthrough property; its value may be a secret, so drop it.
             why = re.sub(r'value "[^"]*"', "value", str(e.args[0].str()))

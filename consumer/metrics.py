@@ -113,6 +113,35 @@ MEAN_CONFIDENCE = Gauge(
     "Mean top-label probability in the recent window.",
     registry=REGISTRY,
 )
+REVIEW_SAMPLES = Counter(
+    "sentiment_review_samples",
+    "Results acknowledged on the review topic, by why they were picked.",
+    ["reason"],
+    registry=REGISTRY,
+)
+REVIEW_DROPPED = Counter(
+    "sentiment_review_dropped",
+    "Results picked for review but dropped by SENTIMENT_REVIEW_MAX_PER_SECOND.",
+    registry=REGISTRY,
+)
+SHADOW_AGREEMENT = Gauge(
+    "sentiment_shadow_agreement_ratio",
+    "Share of posts in the drift window where the shadow candidate's label equals the live one.",
+    registry=REGISTRY,
+)
+SHADOW_PSI = Gauge(
+    "sentiment_shadow_score_psi",
+    "PSI of the shadow candidate's scores against the live model's, over the drift window.",
+    registry=REGISTRY,
+)
+SHADOW_ERRORS = Counter(
+    "sentiment_shadow_errors",
+    "Batches the shadow candidate failed to score; the live results were unaffected.",
+    registry=REGISTRY,
+)
+SHADOW_INFO = Info(
+    "sentiment_shadow_model", "The shadow candidate being scored.", registry=REGISTRY
+)
 GPU_MEMORY = Gauge(
     "sentiment_gpu_memory_bytes",
     "CUDA memory allocated by the model process.",
@@ -121,6 +150,8 @@ GPU_MEMORY = Gauge(
 
 for _reason in DLQ_REASONS:
     DEAD_LETTERS.labels(reason=_reason)
+for _why in ("low_confidence", "random"):
+    REVIEW_SAMPLES.labels(reason=_why)
 # Drift gauges read NaN, "not known yet", until the drift monitor has a window: a 0 would claim
 # the traffic matches the reference before any was seen.
 for _feature in ("score", "token_length"):
@@ -128,6 +159,8 @@ for _feature in ("score", "token_length"):
 for _window in ("recent", "reference"):
     OOV_RATIO.labels(window=_window).set(math.nan)
 MEAN_CONFIDENCE.set(math.nan)
+SHADOW_AGREEMENT.set(math.nan)
+SHADOW_PSI.set(math.nan)
 
 
 def init_label_series(labels: tuple[str, ...]) -> None:

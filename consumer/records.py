@@ -177,8 +177,15 @@ def decode(
     return Post(post_id, text, obj, key, raw, headers, source)
 
 
-def result_value(post: Post, pred: Prediction, model_version: str, processed_at_ms: int) -> bytes:
-    """The output record: the input's fields carried through, the service's own fields on top."""
+def result_value(
+    post: Post,
+    pred: Prediction,
+    model_version: str,
+    processed_at_ms: int,
+    extra: dict[str, Any] | None = None,
+) -> bytes:
+    """The output record: the input's fields carried through, the service's own fields on top,
+    then `extra` (a shadow candidate's label, a review reason)."""
     out = dict(post.fields)
     if not out:
         out["text"] = post.text  # raw-text input: keep the text so the result stands alone
@@ -199,4 +206,6 @@ def result_value(post: Post, pred: Prediction, model_version: str, processed_at_
     )
     if post.top_tokens is not None:
         out["top_tokens"] = [[tok, round(w, 4)] for tok, w in post.top_tokens]
+    if extra:
+        out.update(extra)
     return json.dumps(out, ensure_ascii=False).encode("utf-8")

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -31,8 +32,10 @@ from consumer.drift import DriftMonitor
 from consumer.http_server import Health
 from consumer.kafka_config import kafka_configs
 from consumer.records import H_MODEL_VERSION, DeadLetter, Post, now_ms, result_value
+from consumer.review import ReviewSampler
 from consumer.segmentation import Pending, make_segmenter
 from consumer.settings import Settings
+from consumer.shadow import Shadow
 from model.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,12 @@ class InFlight:
 
 class Service:
     def __init__(
-        self, settings: Settings, predictor: Predictor, health: Health, stop: threading.Event
+        self,
+        settings: Settings,
+        predictor: Predictor,
+        health: Health,
+        stop: threading.Event,
+        shadow: Shadow | None = None,
     ) -> None:
         self.s = settings
         self.predictor = predictor
@@ -71,6 +79,12 @@ class Service:
             beat=health.beat, max_dead_letter_bytes=settings.max_message_bytes,
         )  # fmt: skip
         self.segmenter = make_segmenter(loaded, settings.tokenizer_processes)
+        self.shadow = shadow
+        self.review = (
+            ReviewSampler(settings.review_max_confidence, settings.review_sample_rate,
+                          settings.review_max_per_second)
+            if settings.review_topic else None
+        )  # fmt: skip
         self._inflight: InFlight | None = None
         self._headers = [(H_MODEL_VERSION, self.version.encode())]
         self._lag_at = 0.0
@@ -130,7 +144,9 @@ class Service:
             rows, seconds = previous.segmented.result(self.health.beat)
             metrics.PREPROCESS.observe(seconds)
             labelled, dead = label(self.predictor, previous.posts, rows, self.s.explain_top_k)
-            self.delivery.deliver(previous.messages, self._results(labelled), previous.dead + dead)
+            shadow = self.shadow.score([p.text for p, _ in labelled]) if self.shadow else None
+            records = self._records(labelled, shadow)
+            self.delivery.deliver(previous.messages, records, previous.dead + dead)
         except DeliveryError as e:
             # The batch behind it is dropped too: storing its offsets would skip past the
             # failed one on partitions they share.
@@ -143,27 +159,39 @@ class Service:
             # delivered and committed on the way out.
             self._discard_inflight()
             raise
-        self.drift.update([pred for _, pred in labelled])
+        live = [pred for _, pred in labelled]
+        self.drift.update(live)
+        if self.shadow is not None and shadow is not None:
+            self.shadow.update(live, shadow)
         if self.predictor.device.type == "cuda":
             import torch
 
             metrics.GPU_MEMORY.set(torch.cuda.memory_allocated(self.predictor.device))
 
-    def _results(self, labelled: list[tuple[Post, Prediction]]) -> list[Outgoing]:
+    def _records(
+        self, labelled: list[tuple[Post, Prediction]], shadow: list[Prediction] | None
+    ) -> list[Outgoing]:
+        """The batch's results, and its picks for the review topic; one batch, one delivery."""
         done_at = now_ms()
-        topic, headers = self.s.output_topic, self._headers
+        topic, headers, version = self.s.output_topic, self._headers, self.version
         counters = {lb: metrics.RESULTS_PRODUCED.labels(label=lb) for lb in self.predictor.labels}
-        return [
-            Outgoing(
-                topic,
-                post.key,
-                result_value(post, pred, self.version, done_at),
-                headers,
-                counters[pred.label],
-                post.source,
-            )
-            for post, pred in labelled
-        ]
+        in_results = shadow is not None and self.s.shadow_in_results
+        shadow_version = self.shadow.version if self.shadow is not None else ""
+        out = []
+        for i, (post, pred) in enumerate(labelled):
+            extra: dict[str, Any] = {}
+            if in_results and shadow is not None:
+                cand = shadow[i]
+                extra["shadow"] = {"label": cand.label, "score": round(cand.score, 6),
+                                   "model_version": shadow_version}  # fmt: skip
+            value = result_value(post, pred, version, done_at, extra)
+            out.append(Outgoing(topic, post.key, value, headers, counters[pred.label], post.source))
+            why = self.review.reason(pred.confidence) if self.review is not None else None
+            if why is not None:
+                review = result_value(post, pred, version, done_at, {**extra, "review_reason": why})
+                counter = metrics.REVIEW_SAMPLES.labels(reason=why)
+                out.append(Outgoing(self.s.review_topic, post.key, review, headers, counter, None))
+        return out
 
     def _discard_inflight(self) -> list[Message]:
         """Forget the batch in flight, unlabelled; returns its messages so they can be redone."""

@@ -87,9 +87,9 @@ class Settings(BaseSettings):
     # The forward pass runs in chunks of this many posts sorted by length (less padding); on
     # CPU small chunks measured fastest, on a GPU larger ones are (see benchmarks/).
     inference_batch_size: int = Field(64, ge=1, le=10_000)
-    # How the forward pass runs (model.predictor.RUNTIMES): auto is ONNX Runtime with int8
-    # weights on the CPU, 1.9x the PyTorch fp32 throughput here at the same test accuracy
-    # (benchmarks/README.md), and PyTorch on CUDA.
+    # How the forward pass runs (model.predictor.RUNTIMES): auto is ONNX Runtime fp32 on the CPU
+    # (1.3-1.4x PyTorch here, the same probabilities) and PyTorch on CUDA. onnx-int8 is faster
+    # still, but its scores depend on the batch a post lands in (benchmarks/README.md).
     inference_runtime: Literal["auto", "torch", "torch-fp16", "onnx", "onnx-int8"] = "auto"
     # Intra-op threads for PyTorch on CPU; 0 keeps PyTorch's default (one per core). One thread
     # leaves the other core to librdkafka and the HTTP server, and measured faster here.
@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     explain_top_k: int = Field(0, ge=0, le=50)
     drift_window_size: int = Field(2000, ge=1, le=10_000_000)
     drift_window_seconds: float = Field(600.0, gt=0)
+    # The labelling queue (off while the topic is empty): results worth a person's label, each
+    # with `review_reason` low_confidence (below the confidence bound) or random (an unbiased
+    # sample for fair evaluation), at most max_per_second of them.
+    review_topic: str = ""
+    review_max_confidence: float = Field(0.65, ge=0.0, le=1.0)
+    review_sample_rate: float = Field(0.005, ge=0.0, le=1.0)
+    review_max_per_second: float = Field(50.0, gt=0)
+    # A candidate artifact scored beside the live model on the same batches; the results stay
+    # the live model's. With shadow_in_results each result also carries the candidate's label.
+    shadow_model: str = ""
+    shadow_in_results: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     _kafka_secret_files: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
@@ -142,6 +153,16 @@ class Settings(BaseSettings):
             if not m or not 0 < int(m.group(1)) < 65_536:
                 raise ValueError(f"expected host:port[,host:port...]; {s!r} is not host:port")
         return ",".join(servers)
+
+    @field_validator("review_topic")
+    @classmethod
+    def _check_review_topic(cls, v: str) -> str:
+        return cls._check_topic(v) if v else v
+
+    @field_validator("shadow_model")
+    @classmethod
+    def _check_shadow_model(cls, v: str) -> str:
+        return cls._check_model(v) if v else v
 
     @field_validator("input_topic", "output_topic", "dlq_topic")
     @classmethod
@@ -193,10 +214,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_topics_differ(self) -> Settings:
-        if self.input_topic in (self.output_topic, self.dlq_topic):
+        if self.input_topic in (self.output_topic, self.dlq_topic, self.review_topic):
             raise ValueError(
                 f"{env_name('input_topic')}={self.input_topic!r} must differ from "
-                f"{env_name('output_topic')} and {env_name('dlq_topic')}"
+                f"{env_name('output_topic')}, {env_name('dlq_topic')} and "
+                f"{env_name('review_topic')}"
+            )
+        if self.shadow_in_results and not self.shadow_model:
+            raise ValueError(
+                f"{env_name('shadow_in_results')} needs {env_name('shadow_model')}: "
+                "there is no candidate to report"
             )
         return self
 

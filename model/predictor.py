@@ -31,8 +31,11 @@ class Prediction:
 #   torch       PyTorch fp32, on the model's device
 #   torch-fp16  PyTorch under fp16 autocast (CUDA only; cuDNN's LSTM runs fp16)
 #   onnx        ONNX Runtime fp32 (CPU only)
-#   onnx-int8   ONNX Runtime, LSTM and dense weights quantised to int8 at load (CPU only)
-#   auto        onnx-int8 on the CPU, torch on CUDA (benchmarks/inference.py has the figures)
+#   onnx-int8   ONNX Runtime, LSTM and dense weights quantised to int8 at load (CPU only).
+#               Fastest on the CPU, but activations are quantised with one scale per batch, so
+#               a post's score moves with its batch neighbours (by up to 0.04 measured): a
+#               redelivered post could get another score. Opt in where that is acceptable.
+#   auto        onnx on the CPU, torch on CUDA (benchmarks/inference.py has the figures)
 RUNTIMES = ("auto", "torch", "torch-fp16", "onnx", "onnx-int8")
 
 
@@ -40,7 +43,7 @@ def resolve_runtime(runtime: str, device: torch.device) -> str:
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if runtime == "auto":
-        return "torch" if device.type == "cuda" else "onnx-int8"
+        return "torch" if device.type == "cuda" else "onnx"
     if runtime == "torch-fp16" and device.type != "cuda":
         raise ValueError("runtime torch-fp16 needs a CUDA device")
     if runtime.startswith("onnx") and device.type != "cpu":

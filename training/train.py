@@ -64,6 +64,10 @@ class TrainConfig:
     chars_per_token: int = 4
     knowledge: bool = False
     oov_chars: bool = False
+    # Weight of a teacher's soft targets in the loss (0: labels only). The teacher is the
+    # TF-IDF + logistic regression model of training.linear, cross-fitted so that no row's
+    # target comes from a model that saw it: one BiLSTM learns what the two together know.
+    distill: float = 0.0
     seed: int = 13
     labels: tuple[str, ...] = ("negative", "positive")
 
@@ -76,6 +80,10 @@ class TrainConfig:
             raise ValueError("init_embeddings must be none or ppmi")
         if not 0.0 <= self.token_dropout < 1.0:
             raise ValueError("token_dropout must be in [0, 1)")
+        if not 0.0 <= self.distill <= 1.0:
+            raise ValueError("distill must be in [0, 1]")
+        if self.distill and self.oversample:
+            raise ValueError("distill and oversample cannot be combined; use class_weights")
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 1:
             raise ValueError("epochs, batch_size and max_len must be positive")
 
@@ -193,12 +201,15 @@ def train_classifier(
     param_groups: list[dict[str, Any]] | None = None,
     schedule: Callable[[int], float] | None = None,
     on_epoch_start: Callable[[int, SentimentClassifier], None] | None = None,
+    soft_targets: np.ndarray | None = None,
 ) -> TrainResult:
     """Train with early stopping on validation macro-F1; the best epoch's weights are restored.
 
     Fine-tuning (training.finetune) passes `param_groups` (per-group lr: discriminative rates),
     `schedule` (step -> lr multiplier, e.g. slanted triangular) and `on_epoch_start` (gradual
-    unfreezing); without them this is plain AdamW with warm-up and decay.
+    unfreezing); without them this is plain AdamW with warm-up and decay. `soft_targets`
+    (N, labels), a teacher's probabilities for the train rows, enter the loss with weight
+    `cfg.distill`.
     """
     seed_everything(cfg.seed)
     model = model or SentimentClassifier(cfg.classifier_config(len(vocab)))
@@ -250,6 +261,10 @@ def train_classifier(
             target = torch.tensor([train_y[i] for i in batch], device=device)
             logits = model(ids.to(device), lens)
             loss = loss_fn(logits, target)
+            if soft_targets is not None and cfg.distill:
+                soft = torch.as_tensor(soft_targets[batch], dtype=torch.float32, device=device)
+                soft_loss = -(soft * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+                loss = (1 - cfg.distill) * loss + cfg.distill * soft_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
