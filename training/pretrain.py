@@ -352,8 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--corpus",
+        "--data",
         action="append",
-        help="reviews, people-daily or a file; repeatable (default: reviews + people-daily)",
+        dest="corpus",
+        help="reviews, people-daily or a file (a training.capture JSONL as it is); repeatable "
+        "(default: reviews + people-daily)",
     )
     p.add_argument("--text-field", default="text", help="JSONL field holding the text")
     p.add_argument("--out", type=Path, required=True, help="LM artifact directory to write")
