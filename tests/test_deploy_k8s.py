@@ -333,7 +333,7 @@ def test_prometheus_rule_carries_the_alert_rules() -> None:
 
 
 def test_pod_security_and_shutdown(render: Callable[[str, tuple[str, ...]], Objects]) -> None:
-    from consumer.service import DRAIN_SECONDS
+    from consumer.delivery import DRAIN_SECONDS
 
     for overlay in OVERLAYS:
         pod = _one(render(overlay, ()), "Deployment")["spec"]["template"]["spec"]

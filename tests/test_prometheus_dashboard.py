@@ -29,6 +29,7 @@ REQUIRED_PANELS = {
     "OOV ratio against the reference": ["sentiment_oov_ratio"],
     "Mean confidence (drift window)": ["sentiment_mean_confidence"],
     "Model version": ["sentiment_model_info"],
+    "Shadow agreement with the live model": ["sentiment_shadow_agreement_ratio"],
 }
 
 

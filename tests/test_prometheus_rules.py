@@ -21,6 +21,7 @@ REQUIRED_ALERTS = {
     "SentimentScoreDrift",
     "SentimentOOVAboveReference",
     "SentimentDeliveryErrors",
+    "SentimentShadowDisagrees",
 }
 
 
