@@ -8,6 +8,7 @@ On the shipped sample reviews, in milliseconds per post (median of --repeats pas
   vocabulary lookup;
 - the forward pass in length-sorted chunks, as the service runs it, on each CPU runtime, and one
   post at a time, as the naive loop does;
+- a shadow candidate's cost (SENTIMENT_SHADOW_MODEL): its own encoding and forward pass;
 - the poll loop's own cost, with the model taken out: consume, decode, the result JSON, produce
   and the delivery callbacks, through an embedded broker, as CPU time of this process (its
   librdkafka threads included) per post. That cost is what bounds a GPU pod, where the model's
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=64, help="forward-pass chunk (the service's 64)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--loop-posts", type=int, default=20_000, help="0 skips the poll loop")
+    ap.add_argument("--shadow", default="", help="a shadow candidate (default: the model itself)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print("command:", shlex.join(["python", "-m", "benchmarks.stages", *(argv or sys.argv[1:])]))
@@ -155,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     stages["BiLSTM, one post at a time, torch"] = per_post_ms(
         forward_one, len(one_at_a_time), args.repeats
+    )
+    # A shadow candidate encodes each post its own way and runs its own forward pass, in the
+    # poll loop: its whole cost on top of the live model's.
+    shadow = Predictor(load(args.shadow or args.model), batch_size=args.chunk, runtime="auto",
+                       threads=args.threads)  # fmt: skip
+    stages[f"shadow candidate ({shadow.loaded.version}): encode + forward"] = per_post_ms(
+        lambda: shadow.predict(texts), n, args.repeats
     )
     stages["JSON encode of the result"] = per_post_ms(
         lambda: [json.dumps({"id": i, "label": "positive", "score": 0.5}) for i in range(n)],

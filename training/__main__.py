@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--extra-weight", type=int, default=1, help="times each --extra-train row is repeated"
     )
+    p.add_argument(
+        "--extra-validation",
+        default=None,
+        help="a labelled file joined to the validation split (model selection, never training)",
+    )
+    p.add_argument("--extra-validation-weight", type=int, default=1)
     add_config_args(p, TrainConfig, NOT_FLAGS)
     return p
 
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer_config=tok_cfg,
         extra_train=args.extra_train,
         extra_weight=args.extra_weight,
+        extra_validation=args.extra_validation,
+        extra_validation_weight=args.extra_validation_weight,
     )
     return 0
 

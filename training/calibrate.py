@@ -24,9 +24,9 @@ import torch
 from model import artifact
 from model.network import SentimentClassifier
 from model.predictor import batched_probabilities
-from training.data import load_source
+from training.data import load_source, read_file
 from training.metrics import classification_report, expected_calibration_error
-from training.pipeline import Prepared, reference_from_validation
+from training.pipeline import Prepared, add_to_split, reference_from_validation
 from training.train import encode_all
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--source", default=None, help="data whose validation split to use (default: the model's)"
     )
+    p.add_argument(
+        "--extra-validation",
+        default=None,
+        help="a labelled file joined to the validation split the temperature is fitted on "
+        "(default: the one the model was trained with)",
+    )
+    p.add_argument("--extra-validation-weight", type=int, default=None)
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
@@ -124,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         if not source:
             raise ValueError("the model's metrics.json names no source; pass --source")
         splits = load_source(source)
+        extra_file = args.extra_validation or loaded.metrics.get("extra_validation", {}).get(
+            "source"
+        )
+        if extra_file:
+            weight = args.extra_validation_weight or int(
+                loaded.metrics.get("extra_validation_weight", 1)
+            )
+            add_to_split(splits.validation, read_file(extra_file), weight)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -148,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     prep = Prepared(loaded.tokenizer.config, [], val_tokens, test_tokens, [], val_y, test_y, [])
     reference = reference_from_validation(loaded.model, vocab, prep, loaded.max_len, loaded.device)
     metrics: dict[str, Any] = {**loaded.metrics, "test": after, "calibration": cal}
+    if extra_file:  # its figures alone, after the temperature
+        rows = read_file(extra_file)
+        ids = encode_all(vocab, tok.tokenize_many(rows.texts), loaded.max_len)
+        probs = batched_probabilities(loaded.model, ids, 256, loaded.device, len(labels)).numpy()
+        report = classification_report(np.asarray(rows.label_ids(labels)), probs, labels)
+        metrics["extra_validation"] = {**report, "source": extra_file}
     metrics["command"] = (metrics.get("command") or "") + (
         f" && python -m training.calibrate --model {args.model} --out {args.out}"
     )

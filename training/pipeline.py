@@ -72,12 +72,20 @@ def prepare(splits: Splits, labels: tuple[str, ...], tok: Tokenizer | None = Non
 
 def add_to_train(splits: Splits, extra: Dataset, weight: int) -> None:
     """Append `extra`'s rows `weight` times to the train split; its bad rows are reported."""
+    add_to_split(splits.train, extra, weight)
+
+
+def add_to_split(split: Dataset, extra: Dataset, weight: int) -> None:
     if weight < 1:
-        raise ValueError("extra_weight must be >= 1")
-    splits.train.examples.extend(extra.examples * weight)
+        raise ValueError("the weight of extra rows must be >= 1")
+    split.examples.extend(extra.examples * weight)
     for reason, n in extra.bad_rows.items():
-        splits.train.bad_rows[f"{extra.source}:{reason}"] += n
-    log.info("train: +%d rows of %s, each %d times", len(extra), extra.source, weight)
+        split.bad_rows[f"{extra.source}:{reason}"] += n
+    log.info("%s: +%d rows of %s, each %d times", split.source, len(extra), extra.source, weight)
+
+
+def prep_tokens(prep: Prepared, texts: list[str]) -> list[list[str]]:
+    return Tokenizer(prep.tokenizer_config).tokenize_many(texts)
 
 
 def teacher_targets(texts: list[str], y: list[int], cfg: TrainConfig) -> np.ndarray:
@@ -146,16 +154,23 @@ def run(
     tokenizer_config: TokenizerConfig | None = None,
     extra_train: str | None = None,
     extra_weight: int = 1,
+    extra_validation: str | None = None,
+    extra_validation_weight: int = 1,
 ) -> dict[str, Any]:
     """Train on `source`, save the artifact (with report) to `out_dir`, return its metrics.
 
     `extra_train` is a labelled file added, whole and `extra_weight` times over, to the train
     split only (a small in-domain set beside a large general one); it never reaches validation
-    or test.
+    or test. `extra_validation` joins the validation split the same way: early stopping and the
+    drift reference then see in-domain posts too (never train on it), and the final model's
+    figures on it alone are reported as `extra_validation`.
     """
     splits = load_source(source)
     if extra_train:
         add_to_train(splits, read_file(extra_train), extra_weight)
+    extra_val = read_file(extra_validation) if extra_validation else None
+    if extra_val is not None:
+        add_to_split(splits.validation, extra_val, extra_validation_weight)
     for name, ds in (
         ("train", splits.train),
         ("validation", splits.validation),
@@ -190,9 +205,18 @@ def run(
         progress=progress,
         soft_targets=soft,
     )
+    extra: dict[str, Any] = {}
+    if extra_val is not None:
+        ids = encode_all(vocab, prep_tokens(prep, extra_val.texts), cfg.max_len)
+        extra["extra_validation"], _ = evaluate_ids(
+            result.model, ids, extra_val.label_ids(labels), labels, device
+        )
+        extra["extra_validation"]["source"] = extra_validation
+        extra["extra_validation_weight"] = extra_validation_weight
     return finish(
-        result, cfg, vocab, prep, test_ids, splits, source, out_dir, device, command, report
-    )
+        result, cfg, vocab, prep, test_ids, splits, source, out_dir, device, command, report,
+        extra,
+    )  # fmt: skip
 
 
 def finish(
