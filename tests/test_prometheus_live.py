@@ -151,7 +151,7 @@ def _finite_points(result: list[dict[str, Any]]) -> int:
 
 
 def test_prometheus_sees_a_live_stream_truthfully(
-    kafka_bootstrap: str, make_topics, start_service, start_prometheus
+    kafka_bootstrap: str, make_topics, start_service, start_prometheus, model_name
 ) -> None:
     topics = make_topics(partitions=3)
     svc = start_service(
@@ -160,6 +160,7 @@ def test_prometheus_sees_a_live_stream_truthfully(
         max_message_bytes=4096,
         batch_max_wait_ms=100,
         drift_window_size=WINDOW,
+        shadow_model=model_name,  # the live model as its own shadow: the shadow panels have data
     )
     prom = start_prometheus(svc.port)
     wait_for(lambda: prom.query(f'up{{job="{JOB}"}} == 1') != [], 60, "the scrape target up")
@@ -255,6 +256,7 @@ def test_prometheus_sees_a_live_stream_truthfully(
     assert prom.value('sentiment_drift_psi{feature="score"}') > 0.25
     assert prom.value('sentiment_drift_psi{feature="token_length"}') > 0.25
     assert prom.value('sentiment_oov_ratio{window="recent"}') > 2 * oov_reference
+    assert prom.value("sentiment_shadow_agreement_ratio") == 1.0
 
     # Every query of every dashboard panel returns data (finite points, not just empty NaN).
     t_end = time.time() + SCRAPE_INTERVAL_S
