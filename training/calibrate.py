@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         extra_file = args.extra_validation or loaded.metrics.get("extra_validation", {}).get(
             "source"
         )
+        weight = 1
         if extra_file:
             weight = args.extra_validation_weight or int(
                 loaded.metrics.get("extra_validation_weight", 1)
@@ -171,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics["extra_validation"] = {**report, "source": extra_file}
     metrics["command"] = (metrics.get("command") or "") + (
         f" && python -m training.calibrate --model {args.model} --out {args.out}"
-    )
+        + (f" --extra-validation {extra_file} --extra-validation-weight {weight}" if extra_file
+           else "")
+    )  # fmt: skip
+    if extra_file:
+        metrics["extra_validation_weight"] = weight
     extra = {k: v for k, v in json.loads((loaded.path / artifact.CONFIG).read_text()).items()}
     keep = {k: extra[k] for k in ("train_config", "finetune") if k in extra}
     version = artifact.save(

@@ -253,6 +253,7 @@ def finish(
         "test": test,
         "history": result.history,
         "train_config": cfg.to_dict(),
+        "tokenizer": prep.tokenizer_config.to_dict(),
         "environment": {
             "python": platform.python_version(),
             "torch": torch.__version__,
