@@ -109,9 +109,8 @@ def produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]], rate: f
     assert p.flush(30) == 0
 
 
-def peak_rss_mib(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process plus its children: the service's tokenizer
-    workers are part of its footprint."""
+def family(pid: int) -> list[int]:
+    """The process and its children: the service's tokenizer workers are part of its footprint."""
     pids = [pid]
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -119,15 +118,25 @@ def peak_rss_mib(pid: int) -> float:
                 pids.append(int(stat.parent.name))
         except (OSError, ValueError, IndexError):
             continue  # exited while we looked
+    return pids
+
+
+def status_mib(pids: list[int], field: str) -> float:
+    """A /proc/PID/status memory field (VmHWM, VmRSS), in MiB, summed over the processes."""
     total = 0.0
     for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     total += int(line.split()[1]) / 1024
         except OSError:
             continue
-    return total or float("nan")
+    return total
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process plus its children."""
+    return status_mib(family(pid), "VmHWM") or float("nan")
 
 
 def start(

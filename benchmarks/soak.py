@@ -31,7 +31,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from benchmarks.end_to_end import PARTITIONS, post_values, sample_texts, start
+from benchmarks.end_to_end import PARTITIONS, family, post_values, sample_texts, start, status_mib
 from consumer.embedded_broker import EmbeddedBroker, create_topics
 
 SAMPLE_SECONDS = 10.0
@@ -49,28 +49,8 @@ class Sample:
     results: int
 
 
-def family(pid: int) -> list[int]:
-    """The process and its children (the service's segmentation workers)."""
-    out = [pid]
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
 def rss_mib(pids: list[int]) -> float:
-    total = 0.0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        except OSError:
-            continue
-    return total
+    return status_mib(pids, "VmRSS")
 
 
 def cpu_seconds(pids: list[int]) -> float:
