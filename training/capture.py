@@ -30,6 +30,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from model import strict_json
+
 
 def line_of(value: bytes | None) -> str | None:
     if not value:
@@ -43,7 +45,7 @@ def line_of(value: bytes | None) -> str | None:
             obj = {"text": value.decode("utf-8")}
         except UnicodeDecodeError:
             return None  # not text at all: nothing a labeller or a language model can use
-    return json.dumps(obj, ensure_ascii=False)
+    return strict_json.dumps(obj, ensure_ascii=False)
 
 
 def capture(
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except KafkaException as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(json.dumps({"written": n, "out": str(args.out)}))
+    print(strict_json.dumps({"written": n, "out": str(args.out)}))
     return 0
 
 

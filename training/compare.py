@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model import artifact
+from model import artifact, strict_json
 from model.predictor import Predictor
 from model.text import Tokenizer
 from model.vocab import Vocab
@@ -279,10 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     table = [{k: v for k, v in r.items() if k != "scores"} for r in rows]
     # Scores are kept so that --reuse can redraw the ROC curves without retraining.
     (args.out / "compare.json").write_text(
-        json.dumps({"command": command, "rows": rows}), encoding="utf-8"
+        strict_json.dumps({"command": command, "rows": rows}), encoding="utf-8"
     )
     link_into_card(args.out, "Baselines side by side", "compare.md")
-    print(json.dumps(table))
+    print(strict_json.dumps(table))
     return 0
 
 

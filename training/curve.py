@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model import artifact
+from model import artifact, strict_json
 from model.network import SentimentClassifier
 from model.text import Tokenizer
 from model.vocab import Vocab
@@ -114,7 +114,7 @@ def run_curve(
                     "roc_auc": test["roc_auc"],
                     "seconds": round(time.time() - t1, 1),
                 }
-                log.info("%s", json.dumps(row))
+                log.info("%s", strict_json.dumps(row))
                 rows.append(row)
     return rows
 
@@ -311,13 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python -m training.curve " + " ".join(argv if argv is not None else sys.argv[1:])
     (args.out / "curve.json").write_text(
-        json.dumps({"command": command, "runs": rows, "summary": summary}, indent=2),
+        strict_json.dumps({"command": command, "runs": rows, "summary": summary}, indent=2),
         encoding="utf-8",
     )
     plot(summary, args.out / "learning_curve.png")
     write_markdown(summary, command, args.out / "curve.md")
     link_into_card(args.out, "Low-label learning curve", "curve.md")
-    print(json.dumps(summary))
+    print(strict_json.dumps(summary))
     return 0
 
 

@@ -10,12 +10,12 @@ confusion_matrix (rows true, columns predicted). Logs go to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
 import numpy as np
 
+from model import strict_json
 from model.artifact import ArtifactError, load
 from model.predictor import Predictor
 from training.data import read_file
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         report["accuracy"],
         report["n"],
     )
-    json.dump(report, sys.stdout, ensure_ascii=False)
+    sys.stdout.write(strict_json.dumps(report))
     sys.stdout.write("\n")
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model import artifact
+from model import artifact, strict_json
 from model.drift import Reference, build_reference
 from model.network import SentimentClassifier
 from model.text import Tokenizer, TokenizerConfig
@@ -285,7 +284,7 @@ def finish(
         test["roc_auc"],
     )
     print(
-        json.dumps(
+        strict_json.dumps(
             {
                 "version": version,
                 "test_accuracy": test["accuracy"],

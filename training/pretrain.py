@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from model import strict_json
 from model.artifact import resolve_device
 from model.network import ClassifierConfig
 from model.text import Tokenizer, TokenizerConfig
@@ -340,7 +341,7 @@ def run(
         "epochs_run": len(history),
         "vocab_size": len(vocab),
     }
-    print(json.dumps(summary), file=sys.stdout)
+    print(strict_json.dumps(summary), file=sys.stdout)
     return {**meta, "history": history, **summary}
 
 

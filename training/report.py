@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # headless: training runs on servers and in CI
 import matplotlib.pyplot as plt
 import numpy as np
 
+from model import strict_json
 from training.metrics import roc_curve
 
 
@@ -204,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     accuracy recorded at training time.
     """
     import argparse
-    import json
     import sys
 
     from model.artifact import load
@@ -231,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     metrics["version"] = loaded.version
-    print(json.dumps({"report": str(write_report(loaded.path, metrics, y, probs, loaded.labels))}))
+    print(
+        strict_json.dumps(
+            {"report": str(write_report(loaded.path, metrics, y, probs, loaded.labels))}
+        )
+    )
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import optuna
 import torch
 
+from model import strict_json
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training.data import load_source
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(base, **params)
         scores = cross_validate(cfg, data.train_tokens, data.train_y, max(args.folds, 2))
         out = {"params": params, "folds": scores, "mean": np.mean(scores), "std": np.std(scores)}
-        print(json.dumps(out, default=float))
+        print(strict_json.dumps(out, default=float))
         return 0
     optuna.logging.set_verbosity(optuna.logging.INFO)
     study.optimize(
@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(json.dumps(result))
+        args.out.write_text(strict_json.dumps(result, indent=2), encoding="utf-8")
+    print(strict_json.dumps(result))
     return 0
 
 
