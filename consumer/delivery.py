@@ -71,6 +71,15 @@ class _Acks:
             log.error("delivery to %s failed: %s", msg.topic(), err)
 
 
+@dataclass
+class Sent:
+    """A batch handed to the producer, not yet acknowledged; see Delivery.send."""
+
+    acks: _Acks
+    offsets: list[TopicPartition]
+    records: list[Outgoing]
+
+
 class Delivery:
     """Owns the producer; writes batches for the poll loop and moves the consumer's offsets."""
 
@@ -107,20 +116,34 @@ class Delivery:
     ) -> None:
         """Write `records` and `dead`, then move the offsets past `messages`; raises
         DeliveryError, with no offset moved, if the broker did not take all of them."""
+        self.complete(self.send(messages, records, dead))
+
+    def send(
+        self, messages: Sequence[Message], records: list[Outgoing], dead: list[DeadLetter]
+    ) -> Sent:
+        """Hand a batch's records to the producer without waiting for the broker; `complete`
+        then waits and moves the offsets. In between, the caller can label the next batch while
+        the broker acknowledges this one. One batch at a time: send, complete, send again."""
         acks = _Acks()
         if self.eos:
             self.producer.begin_transaction()
         for r in records:
             self._produce(r.topic, r.key, r.value, r.headers, acks)
         dead_records = [self._produce_dead(d, acks) for d in dead]
-        offsets = next_offsets(messages)
+        self.producer.poll(0)  # serve what librdkafka has already answered
+        return Sent(acks, next_offsets(messages), [*records, *dead_records])
+
+    def complete(self, sent: Sent) -> None:
+        """Wait for the broker to acknowledge a sent batch, then store and commit its offsets
+        (or commit its transaction); raises DeliveryError, with no offset moved, if it did not
+        take every record."""
         if self.eos:
-            self._commit_transaction(offsets)
+            self._commit_transaction(sent.offsets)
         else:
-            self._await(acks)
-            self.consumer.store_offsets(offsets=offsets)
+            self._await(sent.acks)
+            self.consumer.store_offsets(offsets=sent.offsets)
             self.commit(asynchronous=True)
-        _count([*records, *dead_records])
+        _count(sent.records)
 
     def commit(self, asynchronous: bool = False) -> None:
         """Commit the stored offsets (at-least-once). A failure is logged, not raised: the

@@ -7,9 +7,10 @@ output topic or a dead letter on the DLQ topic, and the batch's offsets move onl
 broker has acknowledged all of them (at-least-once), or atomically with them in one transaction
 (exactly-once); consumer.delivery does that part.
 
-Each turn consumes batch N+1 and hands its texts to the segmenter, then labels and delivers
-batch N: with worker processes, N+1 is segmented while the model runs on N. At most one batch
-is in flight, so offsets move in batch order.
+Each turn consumes batch N+1 and hands its texts to the segmenter, then labels batch N, waits
+for the broker to acknowledge batch N-1 and moves its offsets, and sends batch N: with worker
+processes N+1 is segmented while the model runs on N, and the broker acknowledges N-1 meanwhile.
+Batches move through those stages in order, so offsets move in batch order.
 
 Shutdown: SIGTERM and SIGINT only set the `stop` event. The loop then finishes the batch in
 flight, waits for its acknowledgements, commits, leaves the group (`close()`) and returns.
@@ -27,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from consumer import kafka_stats, metrics
 from consumer.batch import decode_batch, label
-from consumer.delivery import Delivery, DeliveryError, Outgoing
+from consumer.delivery import Delivery, DeliveryError, Outgoing, Sent
 from consumer.drift import DriftMonitor
 from consumer.http_server import Health
 from consumer.kafka_config import kafka_configs
@@ -39,6 +40,16 @@ from consumer.shadow import Shadow
 from model.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Delivered:
+    """A labelled batch handed to the producer, waiting for the broker's acknowledgements."""
+
+    batch: Sent
+    messages: list[Message]
+    labelled: list[tuple[Post, Prediction]]
+    shadow: list[Prediction] | None
 
 
 @dataclass
@@ -86,6 +97,7 @@ class Service:
             if settings.review_topic else None
         )  # fmt: skip
         self._inflight: InFlight | None = None
+        self._sent: Delivered | None = None  # sent to the broker, not yet acknowledged
         self._headers = [(H_MODEL_VERSION, self.version.encode())]
         self._lag_at = 0.0
 
@@ -105,7 +117,8 @@ class Service:
                 t0 = time.perf_counter()
                 # With a batch in flight, take only what has already arrived: waiting for more
                 # would hold the finished batch's results back on a quiet topic.
-                wait = 0.0 if self._inflight is not None else self.s.batch_max_wait_ms / 1e3
+                busy = self._inflight is not None or self._sent is not None
+                wait = 0.0 if busy else self.s.batch_max_wait_ms / 1e3
                 msgs = self.consumer.consume(self.s.batch_max_size, wait)
                 batch = [m for m in msgs if _usable(m)]
                 if batch:
@@ -125,6 +138,7 @@ class Service:
             log.info("stopping: finishing the batch in flight, committing, leaving the group")
             try:
                 self._advance(None)
+                self._advance(None)  # the last batch: labelled and sent, then acknowledged
                 self.delivery.commit()
             finally:
                 self.consumer.close()  # leaves the group at once, so the partitions move now
@@ -132,37 +146,48 @@ class Service:
                 self.segmenter.close()
 
     def _advance(self, pending: InFlight | None) -> None:
-        """Put `pending` in flight, then label and deliver the batch that was in flight before.
+        """Put `pending` in flight; label the batch that was in flight before; complete the
+        batch sent before that; send the one just labelled.
 
-        The drift window takes a batch's predictions only once the batch is delivered: a batch
-        that fails and is read again must count once, not twice.
+        The drift window and the shadow figures take a batch's predictions only once the batch
+        is acknowledged: a batch that fails and is read again must count once, not twice.
         """
         previous, self._inflight = self._inflight, pending
-        if previous is None:
-            return
+        sent, self._sent = self._sent, None
         try:
-            rows, seconds = previous.segmented.result(self.health.beat)
-            metrics.PREPROCESS.observe(seconds)
-            labelled, dead = label(self.predictor, previous.posts, rows, self.s.explain_top_k)
-            shadow = self.shadow.score([p.text for p, _ in labelled]) if self.shadow else None
-            records = self._records(labelled, shadow)
-            self.delivery.deliver(previous.messages, records, previous.dead + dead)
+            labelled: list[tuple[Post, Prediction]] = []
+            shadow = None
+            if previous is not None:
+                rows, seconds = previous.segmented.result(self.health.beat)
+                metrics.PREPROCESS.observe(seconds)
+                labelled, dead = label(self.predictor, previous.posts, rows, self.s.explain_top_k)
+                shadow = self.shadow.score([p.text for p, _ in labelled]) if self.shadow else None
+            if sent is not None:  # the broker has had the model's time to acknowledge it
+                self.delivery.complete(sent.batch)
+                self._count(sent)
+            if previous is not None:
+                batch = self.delivery.send(previous.messages, self._records(labelled, shadow),
+                                           previous.dead + dead)  # fmt: skip
+                self._sent = Delivered(batch, previous.messages, labelled, shadow)
         except DeliveryError as e:
-            # The batch behind it is dropped too: storing its offsets would skip past the
-            # failed one on partitions they share.
+            # Everything behind the failed batch is dropped too: storing its offsets would skip
+            # past the failed one on partitions they share.
             log.error("%s; rewinding to the batch's first offsets", e)
-            self.delivery.rewind(previous.messages + self._discard_inflight())
+            redo = (sent.messages if sent is not None else []) + (
+                previous.messages if previous is not None else [])  # fmt: skip
+            self.delivery.rewind(redo + self._discard_inflight())
             self.delivery.renew_producer()
-            return
         except BaseException:
             # Whatever stops the loop, the batch behind an undelivered one must never be
             # delivered and committed on the way out.
             self._discard_inflight()
             raise
-        live = [pred for _, pred in labelled]
+
+    def _count(self, done: Delivered) -> None:
+        live = [pred for _, pred in done.labelled]
         self.drift.update(live)
-        if self.shadow is not None and shadow is not None:
-            self.shadow.update(live, shadow)
+        if self.shadow is not None and done.shadow is not None:
+            self.shadow.update(live, done.shadow)
         if self.predictor.device.type == "cuda":
             import torch
 
@@ -194,9 +219,12 @@ class Service:
         return out
 
     def _discard_inflight(self) -> list[Message]:
-        """Forget the batch in flight, unlabelled; returns its messages so they can be redone."""
+        """Forget the batch in flight, unlabelled, and any batch sent and not acknowledged;
+        returns their messages so they can be redone."""
         inflight, self._inflight = self._inflight, None
-        return inflight.messages if inflight is not None else []
+        sent, self._sent = self._sent, None
+        return (sent.messages if sent is not None else []) + (
+            inflight.messages if inflight is not None else [])  # fmt: skip
 
     def _lag_from_watermarks(self) -> None:
         """Without librdkafka statistics, lag comes from the cached watermarks, once a second."""
@@ -216,6 +244,7 @@ class Service:
         # and then committing hands the partitions over with nothing redone.
         log.info("revoked %s", _names(partitions))
         metrics.REBALANCES.inc()
+        self._advance(None)
         self._advance(None)
         self.delivery.commit()
         metrics.ASSIGNED_PARTITIONS.set(0)
