@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     after = classification_report(np.asarray(test_y), test_probs, labels)
     cal |= {"test_ece_before": before["ece"], "test_ece_after": after["ece"]}
     prep = Prepared(loaded.tokenizer.config, [], val_tokens, test_tokens, [], val_y, test_y, [])
-    reference = reference_from_validation(loaded.model, vocab, prep, loaded.max_len, loaded.device)
+    reference = reference_from_validation(
+        loaded.model, vocab, prep, loaded.max_len, loaded.device, splits.validation.texts
+    )
     metrics: dict[str, Any] = {**loaded.metrics, "test": after, "calibration": cal}
     if extra_file:  # its figures alone, after the temperature
         rows = read_file(extra_file)

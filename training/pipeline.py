@@ -6,7 +6,7 @@ import logging
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +121,23 @@ def unlabelled_tokens(source: str, tok_cfg: TokenizerConfig) -> list[list[str]]:
 
 
 def reference_from_validation(
-    model: SentimentClassifier, vocab: Vocab, prep: Prepared, max_len: int, device: torch.device
+    model: SentimentClassifier,
+    vocab: Vocab,
+    prep: Prepared,
+    max_len: int,
+    device: torch.device,
+    val_texts: list[str] | None = None,
 ) -> Reference:
-    """Drift reference: what the served model's outputs and inputs look like on held-out data."""
+    """Drift reference: what the served model's outputs and inputs look like on held-out data.
+
+    With `val_texts` (the texts behind `prep.val_tokens`), each text counts once: rows repeated
+    to weigh them in selection or calibration would otherwise skew what traffic looks like.
+    """
+    if val_texts is not None:
+        first = list({t: i for i, t in reversed(list(enumerate(val_texts)))}.values())
+        first.sort()
+        prep = replace(prep, val_tokens=[prep.val_tokens[i] for i in first],
+                       val_y=[prep.val_y[i] for i in first])  # fmt: skip
     ids = encode_all(vocab, prep.val_tokens, max_len)
     labels = model.cfg.labels
     _, probs = evaluate_ids(model, ids, prep.val_y, labels, device)
@@ -235,7 +249,9 @@ def finish(
     """Evaluate once on the test split, write the artifact and its report."""
     labels = tuple(cfg.labels)
     test, test_probs = evaluate_ids(result.model, test_ids, prep.test_y, labels, device)
-    reference = reference_from_validation(result.model, vocab, prep, cfg.max_len, device)
+    reference = reference_from_validation(
+        result.model, vocab, prep, cfg.max_len, device, splits.validation.texts
+    )
     metrics = {
         "source": source,
         "command": command,
