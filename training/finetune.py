@@ -42,10 +42,8 @@ from model.network import SentimentClassifier
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training import lm as lm_artifact
-from training.__main__ import NOT_FLAGS
-from training.__main__ import build_parser as train_parser
 from training.calibrate import calibrate
-from training.cli import config_kwargs, parse_bool
+from training.cli import NOT_FLAGS, config_kwargs, parse_bool, train_parser
 from training.data import LABELS, Splits, load_source, read_file, split_dataset
 from training.pipeline import finish, prepare
 from training.train import (

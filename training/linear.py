@@ -2,8 +2,8 @@
 
 Texts are normalised first as the classifier's pipeline does (NFKC, Traditional to Simplified,
 placeholders), words come from the same tokenizer, and rows may carry weights (social posts
-weighted up beside the reviews). It is a baseline in training.compare, and the teacher whose
-cross-fitted probabilities the BiLSTM is distilled from (TrainConfig.distill).
+weighted up beside the reviews). It is a baseline in training.experiments.compare, and the
+teacher whose cross-fitted probabilities the BiLSTM is distilled from (TrainConfig.distill).
 """
 
 from __future__ import annotations

@@ -112,8 +112,8 @@ def _ablation() -> str:
         return ""
     return (
         "\n## Ablation\n\nEach row adds one step to the one above, same seed, uncalibrated "
-        "(`python -m training.ablation`; the last row is this recipe before calibration):\n\n"
-        + ABLATION.read_text(encoding="utf-8")
+        "(`python -m training.experiments.ablation`; the last row is this recipe before "
+        "calibration):\n\n" + ABLATION.read_text(encoding="utf-8")
     )
 
 

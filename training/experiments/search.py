@@ -1,8 +1,9 @@
-"""python -m training.search: Optuna hyperparameter search on the validation split only.
+"""Optuna hyperparameter search on the validation split only.
 
-    python -m training.search --storage sqlite:///runs/search.db --study lstm --minutes 60
-    python -m training.search --storage sqlite:///runs/search.db --study lstm --trials 5  # resumes
-    python -m training.search --folds 5 --cv-only --study lstm --storage sqlite:///runs/search.db
+    S=sqlite:///runs/search.db
+    python -m training.experiments.search --storage $S --study lstm --minutes 60
+    python -m training.experiments.search --storage $S --study lstm --trials 5  # resumes
+    python -m training.experiments.search --folds 5 --cv-only --study lstm --storage $S
 
 Searches embedding and hidden sizes, layers, dropout, pooling, learning rate and max length.
 Each trial trains on the train split (or --max-train-rows of it, to fit a budget) and is scored
@@ -140,7 +141,7 @@ def load_data(source: str, max_train_rows: int, seed: int) -> Data:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m training.search",
+        prog="python -m training.experiments.search",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

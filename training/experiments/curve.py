@@ -1,6 +1,6 @@
-"""python -m training.curve: the low-label learning curve, with and without pretraining.
+"""python -m training.experiments.curve: the low-label learning curve, with and without pretraining.
 
-    python -m training.curve --lm runs/lm --sizes 100,500,2000 --out runs/curve \
+    python -m training.experiments.curve --lm runs/lm --sizes 100,500,2000 --out runs/curve \
         --full-scratch model/default --full-pretrained runs/ft
 
 For each size, the same random subset of the train split (training.finetune.subsample) trains
@@ -31,8 +31,8 @@ from model.text import Tokenizer
 from model.vocab import Vocab
 from training import lm as lm_artifact
 from training.cli import parse_bool
-from training.compare import link_into_card
 from training.data import load_source
+from training.experiments.compare import link_into_card
 from training.finetune import Ulmfit, classifier_from_pretrained, subsample, ulmfit_train
 from training.train import (
     TrainConfig,
@@ -246,7 +246,7 @@ def write_markdown(summary: list[dict[str, Any]], command: str, path: Path) -> N
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m training.curve",
+        prog="python -m training.experiments.curve",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -309,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(full_point(model_dir, variant))
     summary = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m training.curve " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m training.experiments.curve " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     (args.out / "curve.json").write_text(
         strict_json.dumps({"command": command, "runs": rows, "summary": summary}, indent=2),
         encoding="utf-8",

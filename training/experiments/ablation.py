@@ -1,6 +1,6 @@
-"""python -m training.ablation: what each part of the shipped recipe adds, one step at a time.
+"""What each part of the shipped recipe adds, one step at a time.
 
-    python -m training.ablation --out training/results/ablation [--threads 1] [--only N]
+    python -m training.experiments.ablation --out training/results/ablation [--threads 1] [--only N]
 
 Each row adds one thing to the row above and trains from scratch with the same seed, as
 `make train` does for the shipped model (the last row is that recipe): word-only; + characters
@@ -33,7 +33,7 @@ from training.metrics import classification_report
 from training.pipeline import run
 from training.train import TrainConfig
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 SOCIAL_TRAIN, SOCIAL_DEV = DATA / "social_train.csv", DATA / "social_dev.csv"
 LABELS = ("negative", "positive")
 
@@ -76,7 +76,10 @@ def linear_baseline() -> dict[str, dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name if __spec__ else __name__}",
+        description=__doc__.splitlines()[0],
+    )
     ap.add_argument("--out", type=Path, default=Path("training/results/ablation"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", type=int, default=0, help="run only step N (1-based) and merge")

@@ -1,6 +1,6 @@
-"""python -m training.adaptation: adapting a model to a new domain with few labels, measured.
+"""Adapting a model to a new domain with few labels, measured.
 
-    python -m training.adaptation --base training/results/ablation/step3 \\
+    python -m training.experiments.adaptation --base training/results/ablation/step3 \\
         --out training/results/adaptation [--sizes 50,100,235] [--seeds 13,14,15]
 
 The design's promise: fine-tune (微调) on a small labelled set of a new domain. From a base
@@ -33,7 +33,7 @@ from training.finetune import subsample
 from training.linear import LinearModel
 from training.metrics import classification_report
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 LABELS = ("negative", "positive")
 
 
@@ -43,7 +43,10 @@ def scores(probs: np.ndarray, y: list[int]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog=f"python -m {__spec__.name if __spec__ else __name__}",
+        description=__doc__.splitlines()[0],
+    )
     ap.add_argument("--base", required=True, help="a classifier trained without social rows")
     ap.add_argument("--out", type=Path, default=Path("training/results/adaptation"))
     ap.add_argument("--sizes", default="50,100,235")
