@@ -99,8 +99,8 @@ def _extra_validation(metrics: dict[str, Any]) -> str:
         return ""
     return (
         f"## In-domain posts: `{ev.get('source')}`\n\n"
-        "Joined to the validation split (weight "
-        f"{metrics.get('extra_validation_weight', 1)}) for calibration and the drift reference; "
+        "Joined to the validation split for calibration (weight "
+        f"{metrics.get('extra_validation_weight', 1)}) and the drift reference (each post once); "
         "never trained on.\n\n| metric | value |\n|---|---|\n"
         + "".join(f"| {k} | {_fmt(ev[k])} |\n" for k in ("accuracy", "macro_f1", "roc_auc", "ece"))
         + f"\nConfusion matrix: {ev['confusion_matrix']}\n\n"
