@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import time
-from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from consumer import metrics
-from model.drift import LENGTH_EDGES, SCORE_EDGES, Reference, psi
+from model.drift import LENGTH_EDGES, SCORE_EDGES, Reference, bin_index, psi
 from model.predictor import Prediction
 
 log = logging.getLogger(__name__)
@@ -28,11 +27,6 @@ log = logging.getLogger(__name__)
 # Confidences are summed as integer micro-units so that adding and evicting the same posts for
 # days leaves no floating-point residue in the running sum.
 _CONF_SCALE = 1_000_000
-
-
-def _bin(value: float, edges: list[float]) -> int:
-    """model.drift.bin_index by bisection: half-open bins, the outer ones catch the rest."""
-    return min(max(bisect_right(edges, value) - 1, 0), len(edges) - 2)
 
 
 class _Post(NamedTuple):
@@ -111,8 +105,8 @@ class DriftMonitor:
         for p in predictions:
             post = _Post(
                 at=at,
-                score_bin=_bin(p.score, self._score_edges),
-                length_bin=_bin(p.n_tokens, self._length_edges),
+                score_bin=bin_index(p.score, self._score_edges),
+                length_bin=bin_index(p.n_tokens, self._length_edges),
                 n_kept=min(p.n_tokens, self.max_len) if self.max_len else p.n_tokens,
                 n_oov=p.n_oov,
                 label=p.label,

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from bisect import bisect_right
 from collections import deque
 from typing import NamedTuple
 
 from consumer import metrics
-from model.drift import SCORE_EDGES, psi
+from model.drift import SCORE_EDGES, bin_index, psi
 from model.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -29,10 +28,6 @@ class _Pair(NamedTuple):
     agree: bool
     live_bin: int
     shadow_bin: int
-
-
-def _bin(score: float) -> int:
-    return min(max(bisect_right(SCORE_EDGES, score) - 1, 0), len(SCORE_EDGES) - 2)
 
 
 class Shadow:
@@ -62,7 +57,12 @@ class Shadow:
         """Add one delivered batch's pairs, evict what left the window, refresh the gauges."""
         at = time.monotonic() if now is None else now
         for a, b in zip(live, shadow, strict=True):
-            pair = _Pair(at, a.label == b.label, _bin(a.score), _bin(b.score))
+            pair = _Pair(
+                at,
+                a.label == b.label,
+                bin_index(a.score, SCORE_EDGES),
+                bin_index(b.score, SCORE_EDGES),
+            )
             self._pairs.append(pair)
             self._apply(pair, +1)
         pairs = self._pairs

@@ -7,6 +7,7 @@ service compares a sliding window of live traffic against it with the same bin e
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,11 +19,9 @@ PSI_FLOOR = 1e-4
 
 
 def bin_index(value: float, edges: Sequence[float]) -> int:
-    """Index of the half-open bin [edges[i], edges[i+1]) holding value; the last bin is closed."""
-    for i in range(len(edges) - 1):
-        if value < edges[i + 1]:
-            return i
-    return len(edges) - 2
+    """Index of the half-open bin [edges[i], edges[i+1]) holding value; the outer bins catch
+    what lies beyond the edges. By bisection: the drift monitor calls it for every post."""
+    return min(max(bisect_right(edges, value) - 1, 0), len(edges) - 2)
 
 
 def histogram(values: Sequence[float], edges: Sequence[float]) -> list[int]:

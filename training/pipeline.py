@@ -69,12 +69,8 @@ def prepare(splits: Splits, labels: tuple[str, ...], tok: Tokenizer | None = Non
     return out
 
 
-def add_to_train(splits: Splits, extra: Dataset, weight: int) -> None:
-    """Append `extra`'s rows `weight` times to the train split; its bad rows are reported."""
-    add_to_split(splits.train, extra, weight)
-
-
 def add_to_split(split: Dataset, extra: Dataset, weight: int) -> None:
+    """Append `extra`'s rows `weight` times to `split`; its bad rows are reported with it."""
     if weight < 1:
         raise ValueError("the weight of extra rows must be >= 1")
     split.examples.extend(extra.examples * weight)
@@ -180,7 +176,7 @@ def run(
     """
     splits = load_source(source)
     if extra_train:
-        add_to_train(splits, read_file(extra_train), extra_weight)
+        add_to_split(splits.train, read_file(extra_train), extra_weight)
     extra_val = read_file(extra_validation) if extra_validation else None
     if extra_val is not None:
         add_to_split(splits.validation, extra_val, extra_validation_weight)
