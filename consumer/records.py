@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
+
 if TYPE_CHECKING:  # the records need no torch; the segmentation workers import this module
     from model.predictor import Prediction
 
@@ -123,6 +125,27 @@ class DeadLetter:
         return [*self.headers, *((k, v.encode("utf-8", "backslashreplace")) for k, v in ours)]
 
 
+def _fast_json(value: bytes) -> Any:
+    """The parsed value, or None where the standard library must decide. orjson accepts only
+    valid UTF-8 without lone surrogates, so what it parses needs none of the checks below; but it
+    reads an integer beyond 64 bits as a float, which would round an id carried through to the
+    result, so a value holding any float is parsed again exactly."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            stack.extend(o)
+        elif isinstance(o, float):
+            return None
+    return obj
+
+
 def _as_bytes(v: str | bytes | None) -> bytes | None:
     return v.encode("utf-8") if isinstance(v, str) else v
 
@@ -149,29 +172,36 @@ def decode(
         return dead(
             Reason.TOO_LARGE, f"{len(value)} bytes; SENTIMENT_MAX_MESSAGE_BYTES is {max_bytes}"
         )
-    try:
-        decoded = value.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return dead(Reason.NOT_UTF8, str(e))
-    if input_format == "text":
-        return Post(source.coordinates, decoded, {}, key, raw, headers, source)
-    try:
-        obj = json.loads(decoded)
-    except json.JSONDecodeError as e:
-        return dead(Reason.INVALID_JSON, str(e))
+    obj = None if input_format == "text" else _fast_json(value)
+    if obj is None:
+        # Raw text, or JSON that orjson refused or might round: the standard library decides,
+        # and names the reason.
+        try:
+            decoded = value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return dead(Reason.NOT_UTF8, str(e))
+        if input_format == "text":
+            return Post(source.coordinates, decoded, {}, key, raw, headers, source)
+        try:
+            obj = json.loads(decoded)
+        except json.JSONDecodeError as e:
+            return dead(Reason.INVALID_JSON, str(e))
+        except RecursionError:
+            # Deep nesting would otherwise crash the loop on every redelivery: a poison pill.
+            return dead(Reason.INVALID_JSON, "nested too deeply")
+        if isinstance(obj, dict) and isinstance(obj.get(text_field), str) and "\\u" in decoded:
+            # \u escapes can smuggle in lone surrogates: not Unicode text, and a result holding
+            # one could not be written back out as UTF-8.
+            try:
+                json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as e:
+                return dead(Reason.NOT_UTF8, f"JSON escapes decode to invalid Unicode: {e}")
     if not isinstance(obj, dict):
         return dead(Reason.INVALID_JSON, f"expected a JSON object, got {type(obj).__name__}")
     text = obj.get(text_field)
     if not isinstance(text, str):
         what = "missing" if text is None else f"a {type(text).__name__}, not a string"
         return dead(Reason.MISSING_TEXT, f"field {text_field!r} is {what}")
-    if "\\u" in decoded:
-        # \u escapes can smuggle in lone surrogates: not Unicode text, and a result holding
-        # one could not be written back out as UTF-8.
-        try:
-            json.dumps(obj, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as e:
-            return dead(Reason.NOT_UTF8, f"JSON escapes decode to invalid Unicode: {e}")
     post_id = obj.get("id")
     post_id = source.coordinates if post_id is None else str(post_id)
     return Post(post_id, text, obj, key, raw, headers, source)
@@ -208,4 +238,7 @@ def result_value(
         out["top_tokens"] = [[tok, round(w, 4)] for tok, w in post.top_tokens]
     if extra:
         out.update(extra)
-    return json.dumps(out, ensure_ascii=False).encode("utf-8")
+    try:
+        return orjson.dumps(out)
+    except TypeError:  # an integer beyond 64 bits, carried through from the input
+        return json.dumps(out, ensure_ascii=False).encode("utf-8")

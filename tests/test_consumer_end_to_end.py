@@ -102,6 +102,8 @@ def malformed(max_bytes: int) -> list[tuple[str, bytes]]:
     return [
         ("invalid_json", b'{"id": "broken", "text": '),
         ("invalid_json", b"[1, 2, 3]"),
+        # Deeper than any JSON parser here recurses: once a crash on every redelivery.
+        ("invalid_json", b'{"id": "deep", "text": ' + b"[" * 1500 + b"]" * 1500 + b"}"),
         ("missing_text", b'{"id": "no-text"}'),
         ("missing_text", b'{"id": "number-text", "text": 42}'),
         ("not_utf8", b'{"id": "latin1", "text": "caf\xe9"}'),
@@ -120,8 +122,8 @@ def test_every_malformed_kind_lands_in_the_dlq_and_the_good_posts_around_it_are_
     topics = make_topics(1)  # one partition: the good posts sit on both sides of each bad one
     max_bytes = 4096
     svc = start_service(topics, unique("group"), max_message_bytes=max_bytes)
-    good = posts(60)
     bad = malformed(max_bytes)
+    good = posts(6 * len(bad))  # a bad one after every sixth good one
     values, keys, expected = [], [], {}
     for i, row in enumerate(good):
         values.append(encode([row])[0])

@@ -19,7 +19,7 @@ from consumer.records import DeadLetter, Post, decode, result_value
 from consumer.segmentation import InProcessSegmenter
 from model import artifact
 from model.network import ClassifierConfig, SentimentClassifier
-from model.predictor import Predictor
+from model.predictor import Prediction, Predictor
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import Vocab
 
@@ -70,6 +70,8 @@ def dec(value, **kw):
         (b"\xc3\x28", "not_utf8"),
         (b'{"text": "\\udfff"}', "not_utf8"),
         (b'{"text": "' + b"a" * 2000 + b'"}', "too_large"),
+        (b'{"text": "x", "nan": NaN', "invalid_json"),
+        (b"\xef\xbb\xbf" + b'{"text": "a BOM"}', "invalid_json"),
     ],
 )
 def test_decode_routes_each_malformed_kind_to_its_reason(value, reason):
@@ -93,6 +95,46 @@ def test_decode_keeps_the_input_fields_and_falls_back_to_coordinates_for_the_id(
     assert dec(b'{"body": "x"}', text_field="body").text == "x"  # type: ignore[union-attr]
     raw = dec("就是文本".encode(), input_format="text")
     assert isinstance(raw, Post) and raw.text == "就是文本" and raw.fields == {}
+
+
+def test_nesting_too_deep_for_any_parser_is_a_dead_letter_not_a_crash():
+    value = b'{"text": "x", "deep": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    d = dec(value, max_bytes=len(value))
+    assert isinstance(d, DeadLetter)
+    assert (d.reason, d.error) == ("invalid_json", "nested too deeply")
+
+
+def test_integers_beyond_64_bits_and_nan_survive_the_round_trip_exactly():
+    big = 123456789012345678901234567890
+    p = dec(f'{{"id": {big}, "text": "好", "n": {big}, "m": -{big}, "f": NaN}}'.encode())
+    assert isinstance(p, Post)
+    assert (p.id, p.fields["n"], p.fields["m"]) == (str(big), big, -big)
+    pred = Prediction("positive", 0.9, {"negative": 0.1, "positive": 0.9}, 1, 1)
+    out = result_value(p, pred, "v1", 9)
+    assert str(big).encode() in out and b"-" + str(big).encode() in out
+    assert json.loads(out)["n"] == big
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"id": 7, "text": "這家店很好吃🔥", "x": [1.5, -2, null, true], "y": {"z": "a\\nb"}}',
+        '{"text": "\\u5f88\\u597d\\ud83d\\ude00", "n": 9223372036854775807, "e": 1e-7}',
+        '{"text": 42}',
+        '{"text": "x", "text": "duplicate keys: the last wins"}',
+        '[{"text": "not an object"}]',
+        '{"text": "\\udfff"}',
+    ],
+)
+def test_the_fast_parser_and_the_standard_one_decode_alike(value, monkeypatch):
+    fast = dec(value.encode())
+    monkeypatch.setattr(records, "_fast_json", lambda _: None)
+    slow = dec(value.encode())
+    assert type(fast) is type(slow)
+    if isinstance(fast, Post):
+        assert (fast.id, fast.text, fast.fields) == (slow.id, slow.text, slow.fields)  # type: ignore[union-attr]
+    else:
+        assert fast.reason == slow.reason  # type: ignore[union-attr]
 
 
 def test_original_headers_travel_with_a_dead_letter():
