@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -88,6 +90,18 @@ def update_lag_from_watermarks(consumer: Consumer, partitions: Iterable[TopicPar
         key = (tp.topic, str(tp.partition))
         metrics.CONSUMER_LAG.labels(topic=key[0], partition=key[1]).set(max(high - tp.offset, 0))
         _published.add(key)
+
+
+class WatermarkLag:
+    """update_lag_from_watermarks at most once per `every` seconds, from the poll loop."""
+
+    def __init__(self, consumer: Consumer, every: float = 1.0) -> None:
+        self.consumer, self.every, self._at = consumer, every, -math.inf
+
+    def tick(self) -> None:
+        if time.monotonic() - self._at >= self.every:
+            self._at = time.monotonic()
+            update_lag_from_watermarks(self.consumer, self.consumer.assignment())
 
 
 def forget_partitions(partitions: Iterable[TopicPartition]) -> None:

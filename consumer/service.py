@@ -22,18 +22,17 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer import kafka_stats, metrics
 from consumer.batch import decode_batch, label
-from consumer.delivery import Delivery, DeliveryError, Outgoing, Sent
+from consumer.delivery import Delivery, DeliveryError, Sent
 from consumer.drift import DriftMonitor
 from consumer.http_server import Health
 from consumer.kafka_config import kafka_configs
-from consumer.records import H_MODEL_VERSION, DeadLetter, Post, now_ms, result_value
-from consumer.review import ReviewSampler
+from consumer.records import DeadLetter, Post
+from consumer.results import Results
 from consumer.segmentation import Pending, make_segmenter
 from consumer.settings import Settings
 from consumer.shadow import Shadow
@@ -91,15 +90,14 @@ class Service:
         )  # fmt: skip
         self.segmenter = make_segmenter(loaded, settings.tokenizer_processes)
         self.shadow = shadow
-        self.review = (
-            ReviewSampler(settings.review_max_confidence, settings.review_sample_rate,
-                          settings.review_max_per_second)
-            if settings.review_topic else None
-        )  # fmt: skip
+        self.results = Results(settings, predictor.labels, self.version,
+                               shadow.version if shadow is not None else None)  # fmt: skip
         self._inflight: InFlight | None = None
         self._sent: Delivered | None = None  # sent to the broker, not yet acknowledged
-        self._headers = [(H_MODEL_VERSION, self.version.encode())]
-        self._lag_at = 0.0
+        # Without librdkafka statistics, lag comes from the cached watermarks.
+        self.lag = (
+            None if settings.statistics_interval_ms else kafka_stats.WatermarkLag(self.consumer)
+        )
 
     def run(self) -> None:
         """Run until `stop` is set; raises KafkaException on a fatal client error."""
@@ -132,7 +130,8 @@ class Service:
                     if self._inflight is None:
                         self.drift.update([])  # lets the time bound age the window when idle
                     self._advance(None)
-                self._lag_from_watermarks()
+                if self.lag is not None:
+                    self.lag.tick()
         finally:
             self.health.stopping = True
             log.info("stopping: finishing the batch in flight, committing, leaving the group")
@@ -166,8 +165,8 @@ class Service:
                 self.delivery.complete(sent.batch)
                 self._count(sent)
             if previous is not None:
-                batch = self.delivery.send(previous.messages, self._records(labelled, shadow),
-                                           previous.dead + dead)  # fmt: skip
+                records = self.results.records(labelled, shadow)
+                batch = self.delivery.send(previous.messages, records, previous.dead + dead)
                 self._sent = Delivered(batch, previous.messages, labelled, shadow)
         except DeliveryError as e:
             # Everything behind the failed batch is dropped too: storing its offsets would skip
@@ -193,31 +192,6 @@ class Service:
 
             metrics.GPU_MEMORY.set(torch.cuda.memory_allocated(self.predictor.device))
 
-    def _records(
-        self, labelled: list[tuple[Post, Prediction]], shadow: list[Prediction] | None
-    ) -> list[Outgoing]:
-        """The batch's results, and its picks for the review topic; one batch, one delivery."""
-        done_at = now_ms()
-        topic, headers, version = self.s.output_topic, self._headers, self.version
-        counters = {lb: metrics.RESULTS_PRODUCED.labels(label=lb) for lb in self.predictor.labels}
-        in_results = shadow is not None and self.s.shadow_in_results
-        shadow_version = self.shadow.version if self.shadow is not None else ""
-        out = []
-        for i, (post, pred) in enumerate(labelled):
-            extra: dict[str, Any] = {}
-            if in_results and shadow is not None:
-                cand = shadow[i]
-                extra["shadow"] = {"label": cand.label, "score": round(cand.score, 6),
-                                   "model_version": shadow_version}  # fmt: skip
-            value = result_value(post, pred, version, done_at, extra)
-            out.append(Outgoing(topic, post.key, value, headers, counters[pred.label], post.source))
-            why = self.review.reason(pred.confidence) if self.review is not None else None
-            if why is not None:
-                review = result_value(post, pred, version, done_at, {**extra, "review_reason": why})
-                counter = metrics.REVIEW_SAMPLES.labels(reason=why)
-                out.append(Outgoing(self.s.review_topic, post.key, review, headers, counter, None))
-        return out
-
     def _discard_inflight(self) -> list[Message]:
         """Forget the batch in flight, unlabelled, and any batch sent and not acknowledged;
         returns their messages so they can be redone."""
@@ -225,13 +199,6 @@ class Service:
         sent, self._sent = self._sent, None
         return (sent.messages if sent is not None else []) + (
             inflight.messages if inflight is not None else [])  # fmt: skip
-
-    def _lag_from_watermarks(self) -> None:
-        """Without librdkafka statistics, lag comes from the cached watermarks, once a second."""
-        if self.s.statistics_interval_ms or time.monotonic() - self._lag_at < 1.0:
-            return
-        self._lag_at = time.monotonic()
-        kafka_stats.update_lag_from_watermarks(self.consumer, self.consumer.assignment())
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", _names(partitions))
