@@ -1,8 +1,8 @@
 """End-to-end benchmark through a real broker: the service against the naive per-message loop.
 
 The consumers, one after the other on the same broker and posts: the naive loop; the service
-with SENTIMENT_TOKENIZER_PROCESSES=0 and =1 (segmenting in the poll loop, or in a worker process
-beside the model); the service as shipped (its defaults); with int8 weights
+as shipped (its defaults, which segment in the poll loop); with SENTIMENT_TOKENIZER_PROCESSES=1
+(segmenting in a worker process beside the model); with int8 weights
 (SENTIMENT_INFERENCE_RUNTIME=onnx-int8: faster, but its scores move with the batch); and, with
 --baseline REF, the service of an earlier commit, run from a git worktree of it with its own
 shipped model. All get the same posts (the shipped sample reviews) in the same two phases:
@@ -295,9 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                         args.model)  # fmt: skip
         rates = list(naive.latency)
         for name, extra in (
-            ("service, 0 workers", {"SENTIMENT_TOKENIZER_PROCESSES": "0"}),
+            ("service (defaults)", {}),  # segmenting in the poll loop: 0 workers
             ("service, 1 worker", {"SENTIMENT_TOKENIZER_PROCESSES": "1"}),
-            ("service (defaults)", {}),
             ("service, onnx-int8", {"SENTIMENT_INFERENCE_RUNTIME": "onnx-int8"}),
         ):
             runs.append((name, measure("service", args.bootstrap, texts, args.posts, rates,

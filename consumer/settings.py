@@ -94,12 +94,13 @@ class Settings(BaseSettings):
     # Intra-op threads for PyTorch on CPU; 0 keeps PyTorch's default (one per core). One thread
     # leaves the other core to librdkafka and the HTTP server, and measured faster here.
     torch_threads: int = Field(1, ge=0, le=1024)
-    # Worker processes that segment posts with jieba while the poll loop runs the model. On the
-    # 2-core build machine one lifted throughput 1.2-1.4x over 0 (benchmarks/README.md); two
-    # were no faster end to end, as the broker and load generator share those cores. On a GPU
-    # node, where jieba is all that is left on the CPU, more scale it (overlays/gpu). 0 segments
-    # in the poll loop's thread, taking turns with the model.
-    tokenizer_processes: int = Field(1, ge=0, le=64)
+    # Worker processes that segment the next batch while the poll loop runs the model on this
+    # one; 0 segments in the poll loop's thread, taking turns with the model. With rjieba
+    # (35 us a post) a worker measured level with none on the 2-core build machine (3,520 vs
+    # 3,509 posts/s over two end-to-end runs, benchmarks/README.md) for 105 MiB more RSS, so the
+    # default is none. On a GPU node, where segmentation and the loop are the whole CPU bill,
+    # workers scale it (overlays/gpu runs 4; benchmarks/gpu_check.sh measures 1, 2 and 4).
+    tokenizer_processes: int = Field(0, ge=0, le=64)
     text_field: str = Field("text", min_length=1)
     input_format: Literal["json", "text"] = "json"
     # Posts are short (a Weibo post is at most 2,000 characters, about 6 KB of UTF-8).
