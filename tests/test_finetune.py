@@ -221,7 +221,7 @@ def test_a_new_label_set_replaces_only_the_head(lm_dir):
     adapted, new_cfg, replaced = adapt_classifier(loaded, cfg)
     assert replaced and adapted.head.out_features == 3 and adapted.cfg.labels == cfg.labels
     assert all(torch.equal(adapted.encoder.state_dict()[k], v) for k, v in before.items())
-    assert new_cfg.max_len == 64 and new_cfg.hidden_size == model.cfg.hidden_size
+    assert new_cfg.max_len == 64 and new_cfg.network.hidden_size == model.cfg.hidden_size
     ids = torch.tensor([encode_all(pre.vocab, [["很好", "手机"]], 8)[0]])
     assert adapted(ids, torch.tensor([2])).shape == (1, 3)
 

@@ -1,4 +1,8 @@
-"""Command-line flags generated from a config dataclass, shared by the training commands."""
+"""Command-line flags generated from a config dataclass, shared by the training commands.
+
+A config's nested configs (TrainConfig.network) get flat flags, one per field of theirs:
+`--hidden-size`, not `--network-hidden-size`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 from model.segmenters import SEGMENTERS
 from model.text import TokenizerConfig
+from training.config import nest, nested_defaults
 from training.train import TrainConfig
 
 
@@ -20,17 +25,28 @@ def parse_bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
+def _flag_defaults(cls: type, skip: frozenset[str]) -> dict[str, Any]:
+    """Each flag's field name and default, the nested configs' fields in their place."""
+    defaults = cls()
+    nested = nested_defaults(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in nested:
+            inner = getattr(defaults, f.name)
+            names = [g.name for g in dataclasses.fields(inner)]
+            out.update({n: getattr(inner, n) for n in names if n not in skip})
+        elif f.name not in skip:
+            out[f.name] = getattr(defaults, f.name)
+    return out
+
+
 def add_config_args(
     p: argparse.ArgumentParser, cls: type, skip: frozenset[str] = frozenset()
 ) -> None:
     """One `--field-name` flag per field of the dataclass `cls`, defaulting to its default."""
-    defaults = cls()
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        help_text = f.name.replace("_", " ")
+    for name, default in _flag_defaults(cls, skip).items():
+        flag = "--" + name.replace("_", "-")
+        help_text = name.replace("_", " ")
         if not isinstance(p.formatter_class, type) or not issubclass(
             p.formatter_class, argparse.ArgumentDefaultsHelpFormatter
         ):
@@ -46,7 +62,7 @@ def config_kwargs(
     args: argparse.Namespace, cls: type, skip: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     """The parsed values of the flags `add_config_args` made, as keyword arguments for `cls`."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in skip}
+    return nest(cls, {name: getattr(args, name) for name in _flag_defaults(cls, skip)})
 
 
 # Labels come from the data, not from a flag.
@@ -74,7 +90,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or epoch lines")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
     p.add_argument(
         "--segmenter",

@@ -128,12 +128,13 @@ def classifier_from_pretrained(
 ) -> tuple[SentimentClassifier, TrainConfig]:
     """A new classifier whose encoder is the pretrained one; the config records its sizes."""
     sizes = {k: v for k, v in pre.encoder_sizes.items() if k != "vocab_size"}
-    cfg = dataclasses.replace(cfg, **sizes)
+    cfg = dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, **sizes))
+    net = cfg.network
     model = SentimentClassifier(
         pre.classifier_config(
-            dropout=cfg.dropout,
-            embed_dropout=cfg.embed_dropout,
-            pooling=cfg.pooling,
+            dropout=net.dropout,
+            embed_dropout=net.embed_dropout,
+            pooling=net.pooling,
             labels=tuple(cfg.labels),
         )
     )
@@ -147,15 +148,15 @@ def adapt_classifier(
     """The base classifier with its head replaced when the label set changes."""
     base = loaded.config
     labels = tuple(cfg.labels)
-    cfg = dataclasses.replace(
-        cfg,
+    network = dataclasses.replace(
+        cfg.network,
         embed_dim=base.embed_dim,
         hidden_size=base.hidden_size,
         num_layers=base.num_layers,
         bidirectional=base.bidirectional,
         pooling=base.pooling,
-        max_len=loaded.max_len,
     )
+    cfg = dataclasses.replace(cfg, network=network, max_len=loaded.max_len)
     model = loaded.model
     new_head = labels != base.labels
     if new_head:

@@ -198,7 +198,7 @@ def run(
     model = new_classifier(cfg, vocab)
     if cfg.init_embeddings == "ppmi":
         corpus = prep.train_tokens + unlabelled_tokens(source, prep.tokenizer_config)
-        vectors = ppmi_svd_vectors(corpus, vocab, cfg.embed_dim, seed=cfg.seed)
+        vectors = ppmi_svd_vectors(corpus, vocab, cfg.network.embed_dim, seed=cfg.seed)
         with torch.no_grad():
             model.encoder.embedding.weight.copy_(torch.from_numpy(vectors))
     soft = teacher_targets(splits.train.texts, prep.train_y, cfg) if cfg.distill else None

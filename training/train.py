@@ -1,40 +1,31 @@
-"""Supervised training of the classifier: AdamW, clipping, warm-up + decay, early stopping."""
+"""Supervised training of the classifier: the shared loop (training.loop) on labelled rows.
+
+Early stopping watches validation macro-F1 and the best epoch's weights are kept; the batch loss
+adds token dropout and, optionally, a teacher's soft targets.
+"""
 
 from __future__ import annotations
 
-import copy
-import logging
-import math
-import random
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from model.network import ClassifierConfig, SentimentClassifier
 from model.predictor import batched_probabilities
 from model.vocab import UNK_ID, Vocab
+from training.config import NetworkConfig, flat_keywords, flatten
+from training.loop import EpochEnd, LoopConfig, collate, fit, seed_everything
 from training.metrics import classification_report
 
-log = logging.getLogger(__name__)
 
-
+@flat_keywords
 @dataclass
 class TrainConfig:
-    # network
-    embed_dim: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.4
-    embed_dropout: float = 0.2
-    pooling: str = "max_mean"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     # text
     max_len: int = 100  # median review: 28 tokens; longer ones keep their first 100
     min_freq: int = 2
@@ -90,23 +81,31 @@ class TrainConfig:
     def classifier_config(
         self, vocab_size: int, char_vocab_size: int = 0, cue_kinds: int = 0
     ) -> ClassifierConfig:
-        return ClassifierConfig(
-            vocab_size=vocab_size,
+        return self.network.classifier_config(
+            vocab_size,
             char_vocab_size=char_vocab_size,
             chars_per_token=self.chars_per_token,
             cue_kinds=cue_kinds,
-            embed_dim=self.embed_dim,
-            hidden_size=self.hidden_size,
-            num_layers=self.num_layers,
-            bidirectional=self.bidirectional,
-            dropout=self.dropout,
-            embed_dropout=self.embed_dropout,
-            pooling=self.pooling,
             labels=tuple(self.labels),
         )
 
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            clip=self.clip,
+            warmup_frac=self.warmup_frac,
+            seed=self.seed,
+            schedule=self.schedule,
+            patience=self.patience,
+            keep_best=True,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """Flat, as the flags are: the `train_config` artifacts have always recorded."""
+        d = flatten(self)
         d["labels"] = list(self.labels)
         return d
 
@@ -116,55 +115,12 @@ class TrainResult:
     model: SentimentClassifier
     best_epoch: int
     best_val: dict[str, Any]
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def encode_all(vocab: Vocab, token_lists: list[list[str]], max_len: int) -> list[list[int]]:
     return [vocab.encode(t, max_len) or [UNK_ID] for t in token_lists]
-
-
-def length_bucketed_batches(
-    lengths: list[int], batch_size: int, rng: random.Random
-) -> Iterator[list[int]]:
-    """Shuffled batches of similar-length sequences: less padding, still random order."""
-    idx = list(range(len(lengths)))
-    rng.shuffle(idx)
-    pool = batch_size * 50
-    batches: list[list[int]] = []
-    for start in range(0, len(idx), pool):
-        chunk = sorted(idx[start : start + pool], key=lengths.__getitem__)
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    yield from batches
-
-
-def collate(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return ids, torch.tensor([len(s) for s in seqs], dtype=torch.long)
-
-
-def lr_lambda(schedule: str, total: int, warmup: int) -> Any:
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = (step - warmup) / max(1, total - warmup)
-        if schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-        return max(0.0, 1.0 - progress)
-
-    return f
 
 
 def class_weight_tensor(y: list[int], n_labels: int, mode: str) -> torch.Tensor | None:
@@ -212,8 +168,8 @@ def train_classifier(
     `cfg.distill`.
     """
     seed_everything(cfg.seed)
-    model = model or SentimentClassifier(cfg.classifier_config(len(vocab)))
-    model.to(device)
+    net = model or SentimentClassifier(cfg.classifier_config(len(vocab)))
+    net.to(device)
     labels = tuple(cfg.labels)
     if cfg.oversample:
         from training.imbalance import oversample
@@ -221,91 +177,56 @@ def train_classifier(
         train_ids, train_y = oversample(train_ids, train_y, cfg.seed)
     weights = class_weight_tensor(train_y, len(labels), cfg.class_weights)
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
-    if param_groups is None:
-        # No weight decay on biases (1-D parameters): the usual AdamW split.
-        decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-        no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
-        param_groups = [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ]
-    opt = torch.optim.AdamW(param_groups, lr=cfg.lr)
-    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, schedule or lr_lambda(cfg.schedule, total, max(1, int(cfg.warmup_frac * total)))
-    )
-    rng = random.Random(cfg.seed)
-    lengths = [len(s) for s in train_ids]
-    best_f1, best_epoch, best_state, best_val = -1.0, 0, None, {}
-    history: list[dict[str, float]] = []
-    bad_epochs = 0
-    t0 = time.time()
-    for epoch in range(1, cfg.epochs + 1):
-        if on_epoch_start is not None:
-            on_epoch_start(epoch, model)
-        model.train()
-        total_loss, seen = 0.0, 0
-        bar = tqdm(
-            list(length_bucketed_batches(lengths, cfg.batch_size, rng)),
-            desc=f"epoch {epoch}/{cfg.epochs}",
-            disable=not progress,
-            file=sys.stderr,
-            leave=False,
-        )
-        for batch in bar:
-            ids, lens = collate([train_ids[i] for i in batch])
-            if cfg.token_dropout > 0:
-                drop = (torch.rand(ids.shape) < cfg.token_dropout) & (ids != 0)
-                ids = ids.masked_fill(drop, UNK_ID)
-            target = torch.tensor([train_y[i] for i in batch], device=device)
-            logits = model(ids.to(device), lens)
-            loss = loss_fn(logits, target)
-            if soft_targets is not None and cfg.distill:
-                soft = torch.as_tensor(soft_targets[batch], dtype=torch.float32, device=device)
-                soft_loss = -(soft * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
-                loss = (1 - cfg.distill) * loss + cfg.distill * soft_loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            sched.step()
-            total_loss += loss.item() * len(batch)
-            seen += len(batch)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}")
-        val, _ = evaluate_ids(model, val_ids, val_y, labels, device)
-        val_loss = _nll(model, val_ids, val_y, device)
+
+    def batch_loss(batch: list[int]) -> tuple[torch.Tensor, int]:
+        ids, lens = collate([train_ids[i] for i in batch])
+        if cfg.token_dropout > 0:
+            drop = (torch.rand(ids.shape) < cfg.token_dropout) & (ids != 0)
+            ids = ids.masked_fill(drop, UNK_ID)
+        target = torch.tensor([train_y[i] for i in batch], device=device)
+        logits = net(ids.to(device), lens)
+        loss = loss_fn(logits, target)
+        if soft_targets is not None and cfg.distill:
+            soft = torch.as_tensor(soft_targets[batch], dtype=torch.float32, device=device)
+            soft_loss = -(soft * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
+            loss = (1 - cfg.distill) * loss + cfg.distill * soft_loss
+        return loss, len(batch)
+
+    reports: dict[int, dict[str, Any]] = {}
+
+    def evaluate(end: EpochEnd) -> tuple[dict[str, Any], float]:
+        val, _ = evaluate_ids(net, val_ids, val_y, labels, device)
+        reports[end.epoch] = val
         row = {
-            "epoch": epoch,
-            "train_loss": total_loss / max(seen, 1),
-            "val_loss": val_loss,
+            "epoch": end.epoch,
+            "train_loss": end.train_loss,
+            "val_loss": _nll(net, val_ids, val_y, device),
             "val_accuracy": val["accuracy"],
             "val_macro_f1": val["macro_f1"],
             "val_roc_auc": val["roc_auc"],
-            "lr": sched.get_last_lr()[0],
+            "lr": end.lr,
         }
-        history.append(row)
-        improved = val["macro_f1"] > best_f1
-        if improved:
-            best_f1, best_epoch, best_val = val["macro_f1"], epoch, val
-            best_state = copy.deepcopy(model.state_dict())
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-        if progress:
-            print(
-                f"epoch {epoch:2d}  train_loss {row['train_loss']:.4f}  val_loss {val_loss:.4f}  "
-                f"val_acc {val['accuracy']:.4f}  val_f1 {val['macro_f1']:.4f}  "
-                f"val_auc {val['roc_auc']:.4f}{'  *best' if improved else ''}",
-                file=sys.stderr,
-            )
-        if bad_epochs >= cfg.patience:
-            log.info("early stop: no val macro-F1 gain for %d epochs", cfg.patience)
-            break
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    model.eval()
-    return TrainResult(model, best_epoch, best_val, history, time.time() - t0)
+        return row, val["macro_f1"]
+
+    def start_epoch(epoch: int, _: nn.Module) -> None:
+        if on_epoch_start is not None:
+            on_epoch_start(epoch, net)
+
+    lengths = [len(s) for s in train_ids]
+    fitted = fit(
+        net,
+        lengths,
+        batch_loss,
+        evaluate,
+        cfg.loop_config(),
+        progress,
+        param_groups=param_groups,
+        schedule=schedule,
+        on_epoch_start=start_epoch,
+    )
+    return TrainResult(
+        net, fitted.best_epoch, reports[fitted.best_epoch], fitted.history, fitted.seconds
+    )
 
 
 @torch.no_grad()

@@ -33,6 +33,7 @@ from model import artifact, strict_json
 from model.predictor import Predictor
 from model.text import Tokenizer
 from model.vocab import Vocab
+from training.config import NetworkConfig
 from training.data import Splits, load_source
 from training.metrics import classification_report, roc_curve
 from training.train import TrainConfig, encode_all, evaluate_ids, train_classifier
@@ -85,13 +86,16 @@ def seed_lstm(
     test_tokens: list[list[str]],
     epochs: int = 5,
 ) -> np.ndarray:
-    cfg = TrainConfig(
+    network = NetworkConfig(
         embed_dim=128,
         hidden_size=64,
         bidirectional=False,
         pooling="last",
         dropout=0.0,
         embed_dropout=0.0,
+    )
+    cfg = TrainConfig(
+        network=network,
         epochs=epochs,
         patience=epochs,
         lr=1e-3,

@@ -31,6 +31,7 @@ import torch
 from model import strict_json
 from model.text import Tokenizer
 from model.vocab import Vocab
+from training.config import NetworkConfig
 from training.data import load_source
 from training.finetune import subsample
 from training.train import TrainConfig, encode_all, train_classifier
@@ -39,14 +40,17 @@ log = logging.getLogger(__name__)
 
 
 def suggest(trial: optuna.Trial, base: TrainConfig) -> TrainConfig:
-    return dataclasses.replace(
-        base,
+    network = NetworkConfig(
         embed_dim=trial.suggest_categorical("embed_dim", [64, 128, 200]),
         hidden_size=trial.suggest_categorical("hidden_size", [64, 128, 192]),
         num_layers=trial.suggest_int("num_layers", 1, 2),
         dropout=trial.suggest_float("dropout", 0.1, 0.6),
         embed_dropout=trial.suggest_float("embed_dropout", 0.0, 0.4),
         pooling=trial.suggest_categorical("pooling", ["max_mean", "attention", "max", "mean"]),
+    )
+    return dataclasses.replace(
+        base,
+        network=network,
         lr=trial.suggest_float("lr", 5e-4, 5e-3, log=True),
         max_len=trial.suggest_categorical("max_len", [64, 96, 128, 192]),
     )
