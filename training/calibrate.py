@@ -24,6 +24,7 @@ import torch
 from model import artifact, strict_json
 from model.network import SentimentClassifier
 from model.predictor import batched_probabilities
+from training.cli import Invocation, run_main
 from training.data import load_source, read_file
 from training.metrics import classification_report, expected_calibration_error
 from training.pipeline import Prepared, add_to_split, reference_from_validation
@@ -121,28 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--extra-validation-weight", type=int, default=None)
     p.add_argument("--threads", type=int, default=0)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        loaded = artifact.load(args.model, "cpu")
-        source = args.source or loaded.metrics.get("source")
-        if not source:
-            raise ValueError("the model's metrics.json names no source; pass --source")
-        splits = load_source(source)
-        extra_file = args.extra_validation or loaded.metrics.get("extra_validation", {}).get(
-            "source"
+    return run_main(p, argv, _calibrate)
+
+
+def _calibrate(inv: Invocation) -> None:
+    args = inv.args
+    loaded = artifact.load(args.model, "cpu")
+    source = args.source or loaded.metrics.get("source")
+    if not source:
+        raise ValueError("the model's metrics.json names no source; pass --source")
+    splits = load_source(source)
+    extra_file = args.extra_validation or loaded.metrics.get("extra_validation", {}).get("source")
+    weight = 1
+    if extra_file:
+        weight = args.extra_validation_weight or int(
+            loaded.metrics.get("extra_validation_weight", 1)
         )
-        weight = 1
-        if extra_file:
-            weight = args.extra_validation_weight or int(
-                loaded.metrics.get("extra_validation_weight", 1)
-            )
-            add_to_split(splits.validation, read_file(extra_file), weight)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        add_to_split(splits.validation, read_file(extra_file), weight)
     tok, vocab, labels = loaded.tokenizer, loaded.vocab, loaded.labels
     val_tokens = tok.tokenize_many(splits.validation.texts)
     test_tokens = tok.tokenize_many(splits.test.texts)
@@ -197,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
 
         write_report(args.out, metrics, np.asarray(test_y), test_probs, labels)
     print(strict_json.dumps({"version": version, **cal, "test_accuracy": after["accuracy"]}))
-    return 0
 
 
 if __name__ == "__main__":

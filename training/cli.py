@@ -1,4 +1,4 @@
-"""Command-line flags generated from a config dataclass, shared by the training commands.
+"""What the training commands share: flags generated from a config dataclass, and `run_main`.
 
 A config's nested configs (TrainConfig.network) get flat flags, one per field of theirs:
 `--hidden-size`, not `--network-hidden-size`.
@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from model.artifact import ArtifactError, resolve_device
 from model.segmenters import SEGMENTERS
 from model.text import TokenizerConfig
 from training.config import nest, nested_defaults
@@ -65,6 +73,47 @@ def config_kwargs(
     return nest(cls, {name: getattr(args, name) for name in _flag_defaults(cls, skip)})
 
 
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """--device and --threads, which `run_main` applies, and --no-progress."""
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A parsed command line, as `run_main` hands it to a command's body."""
+
+    args: argparse.Namespace
+    device: torch.device  # --device resolved; the CPU for commands without the flag
+    command: str  # the command as typed, recorded in artifacts so that they can be rebuilt
+
+
+def run_main(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    body: Callable[[Invocation], int | None],
+) -> int:
+    """Parse, log to stderr, apply --threads and --device, run `body`; its exit code.
+
+    A ValueError, OSError or ArtifactError (a bad flag value, a missing file, a broken artifact)
+    is the user's to fix: it ends as `error: ...` on stderr and exit code 2, not a traceback.
+    """
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    if getattr(args, "threads", 0):
+        torch.set_num_threads(args.threads)
+    command = f"{parser.prog} " + shlex.join(sys.argv[1:] if argv is None else argv)
+    try:
+        device = resolve_device(getattr(args, "device", "cpu"))
+        return body(Invocation(args, device, command)) or 0
+    except (ValueError, OSError, ArtifactError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 # Labels come from the data, not from a flag.
 NOT_FLAGS = frozenset({"labels"})
 
@@ -88,9 +137,7 @@ def train_parser() -> argparse.ArgumentParser:
         "(labels positive/negative or 1/0)",
     )
     p.add_argument("--out", type=Path, required=True, help="artifact directory to write")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_flags(p)
     p.add_argument("--no-report", action="store_true", help="skip the Markdown/PNG report")
     p.add_argument(
         "--segmenter",

@@ -16,8 +16,9 @@ import sys
 import numpy as np
 
 from model import strict_json
-from model.artifact import ArtifactError, load
+from model.artifact import load
 from model.predictor import Predictor
+from training.cli import Invocation, run_main
 from training.data import read_file
 from training.metrics import classification_report
 
@@ -34,23 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="CSV (text,label) or JSONL file")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--batch-size", type=int, default=256)
-    args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
-    try:
-        loaded = load(args.model, args.device)
-    except (ArtifactError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        ds = read_file(args.data, labels=loaded.labels)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_main(p, argv, _evaluate)
+
+
+def _evaluate(inv: Invocation) -> None:
+    args = inv.args
+    loaded = load(args.model, inv.device)
+    ds = read_file(args.data, labels=loaded.labels)
     if not ds.examples:
-        print(f"error: {args.data} has no usable rows ({dict(ds.bad_rows)})", file=sys.stderr)
-        return 2
+        raise ValueError(f"{args.data} has no usable rows ({dict(ds.bad_rows)})")
     predictor = Predictor(loaded, args.batch_size)
     probs = predictor.probabilities(predictor.encode(ds.texts)).numpy()
     report = classification_report(np.asarray(ds.label_ids(loaded.labels)), probs, loaded.labels)
@@ -65,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     sys.stdout.write(strict_json.dumps(report))
     sys.stdout.write("\n")
-    return 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 
 from model import artifact
 from model.predictor import Prediction, Predictor
+from training.cli import Invocation, run_main
 from training.data import load_source
 
 log = logging.getLogger(__name__)
@@ -122,13 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-label", type=int, default=4)
     p.add_argument("--top-k", type=int, default=5, help="top tokens printed per text")
     p.add_argument("--out", type=Path, required=True, help="PNG path")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    try:
-        predictor = Predictor(artifact.load(args.model, "cpu"))
-    except (artifact.ArtifactError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_main(p, argv, _explain)
+
+
+def _explain(inv: Invocation) -> None:
+    args = inv.args
+    predictor = Predictor(artifact.load(args.model, "cpu"))
     if args.texts:
         texts = [
             t.strip() for t in args.texts.read_text(encoding="utf-8").splitlines() if t.strip()
@@ -145,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         print(
             json.dumps({"text": text, "label": pred.label, "top_tokens": top}, ensure_ascii=False)
         )
-    return 0
 
 
 if __name__ == "__main__":

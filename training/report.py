@@ -205,20 +205,25 @@ def main(argv: list[str] | None = None) -> int:
     accuracy recorded at training time.
     """
     import argparse
+
+    from training.cli import run_main
+
+    p = argparse.ArgumentParser(prog="python -m training.report", description=main.__doc__)
+    p.add_argument("--model", required=True, help="artifact directory")
+    return run_main(p, argv, lambda inv: _rewrite(inv.args.model))
+
+
+def _rewrite(model_dir: str) -> int:
     import sys
 
     from model.artifact import load
     from model.predictor import Predictor
     from training.data import load_source
 
-    p = argparse.ArgumentParser(prog="python -m training.report", description=main.__doc__)
-    p.add_argument("--model", required=True, help="artifact directory")
-    args = p.parse_args(argv)
-    loaded = load(args.model, "cpu")
+    loaded = load(model_dir, "cpu")
     metrics = dict(loaded.metrics)
     if "test" not in metrics or "source" not in metrics:
-        print(f"error: {args.model} has no training metrics to report", file=sys.stderr)
-        return 2
+        raise ValueError(f"{model_dir} has no training metrics to report")
     test = load_source(metrics["source"]).test
     pred = Predictor(loaded)
     probs = pred.probabilities(pred.encode(test.texts)).numpy()

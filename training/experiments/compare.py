@@ -33,6 +33,7 @@ from model import artifact, strict_json
 from model.predictor import Predictor
 from model.text import Tokenizer
 from model.vocab import Vocab
+from training.cli import Invocation, run_main
 from training.config import NetworkConfig
 from training.data import Splits, load_source
 from training.metrics import classification_report, roc_curve
@@ -259,10 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-epochs", type=int, default=5)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=0)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return run_main(p, argv, _compare)
+
+
+def _compare(inv: Invocation) -> None:
+    args = inv.args
     models = {"ours-scratch": args.scratch}
     if args.pretrained:
         models["ours-pretrained-finetuned"] = args.pretrained
@@ -277,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     rows = run(splits, models, skip, args.seed_epochs, reuse)
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m training.experiments.compare " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = inv.command
     test_y = np.asarray(splits.test.label_ids(LABELS))
     plot(rows, test_y, args.out)
     (args.out / "compare.md").write_text(markdown(rows, command), encoding="utf-8")
@@ -290,7 +290,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     link_into_card(args.out, "Baselines side by side", "compare.md")
     print(strict_json.dumps(table))
-    return 0
 
 
 def link_into_card(out_dir: Path, title: str, page: str) -> None:

@@ -30,7 +30,7 @@ from model.network import SentimentClassifier
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training import lm as lm_artifact
-from training.cli import parse_bool
+from training.cli import Invocation, parse_bool, run_main
 from training.data import load_source
 from training.experiments.compare import link_into_card
 from training.finetune import Ulmfit, classifier_from_pretrained, subsample, ulmfit_train
@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="100,500,2000", help="comma-separated train-row counts")
     p.add_argument("--seeds", default="13", help="comma-separated seeds (one run each)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of "
+    p.add_argument("--variants", type=variant_list, default=",".join(VARIANTS),
+                   help="comma-separated subset of "
                    "scratch, embeddings (LM word vectors, random LSTM), pretrained")  # fmt: skip
     p.add_argument("--full-scratch", default=None, help="artifact trained from scratch on all")
     p.add_argument("--full-embeddings", default=None,
@@ -270,16 +271,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gradual-unfreezing", type=parse_bool, default=True, metavar="{true,false}")
     p.add_argument("--reuse", action="store_true", help="keep the low-label runs of OUT/curve.json")
     p.add_argument("--threads", type=int, default=0)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return run_main(p, argv, _curve)
+
+
+def variant_list(s: str) -> tuple[str, ...]:
+    variants = tuple(v for v in s.split(",") if v)
+    if not variants or set(variants) - set(VARIANTS):
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(VARIANTS)}")
+    return variants
+
+
+def _curve(inv: Invocation) -> None:
+    args = inv.args
     cfg = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience
     )
-    variants = tuple(v for v in args.variants.split(",") if v)
-    if not variants or set(variants) - set(VARIANTS):
-        p.error(f"--variants: choose from {', '.join(VARIANTS)}")
+    variants = args.variants
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     ulm = Ulmfit(lr_decay=args.lr_decay, gradual_unfreezing=args.gradual_unfreezing)
@@ -309,9 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(full_point(model_dir, variant))
     summary = summarise(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m training.experiments.curve " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = inv.command
     (args.out / "curve.json").write_text(
         strict_json.dumps({"command": command, "runs": rows, "summary": summary}, indent=2),
         encoding="utf-8",
@@ -320,7 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     write_markdown(summary, command, args.out / "curve.md")
     link_into_card(args.out, "Low-label learning curve", "curve.md")
     print(strict_json.dumps(summary))
-    return 0
 
 
 if __name__ == "__main__":

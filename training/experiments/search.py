@@ -31,6 +31,7 @@ import torch
 from model import strict_json
 from model.text import Tokenizer
 from model.vocab import Vocab
+from training.cli import Invocation, run_main
 from training.config import NetworkConfig
 from training.data import load_source
 from training.finetune import subsample
@@ -161,13 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the best trial as JSON here")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return run_main(p, argv, _search)
+
+
+def _search(inv: Invocation) -> None:
+    args = inv.args
     if args.trials <= 0 and args.minutes <= 0 and not args.cv_only:
-        print("error: give a budget: --trials N and/or --minutes M", file=sys.stderr)
-        return 2
+        raise ValueError("give a budget: --trials N and/or --minutes M")
     if args.storage.startswith("sqlite:///"):
         Path(args.storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     base = TrainConfig(epochs=args.epochs, patience=args.epochs, seed=args.seed)
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         scores = cross_validate(cfg, data.train_tokens, data.train_y, max(args.folds, 2))
         out = {"params": params, "folds": scores, "mean": np.mean(scores), "std": np.std(scores)}
         print(strict_json.dumps(out, default=float))
-        return 0
+        return
     optuna.logging.set_verbosity(optuna.logging.INFO)
     study.optimize(
         objective(data, base, args.folds),
@@ -208,7 +209,6 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(strict_json.dumps(result, indent=2), encoding="utf-8")
     print(strict_json.dumps(result))
-    return 0
 
 
 if __name__ == "__main__":
