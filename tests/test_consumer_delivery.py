@@ -69,7 +69,8 @@ def test_sigkill_mid_stream_then_restart_every_post_has_a_result(
     kafka_bootstrap, make_topics, start_service, record_property
 ):
     topics, group = make_topics(3), unique("group")
-    svc = start_service(topics, group)
+    # A segmentation worker (not the default), so that the kill must take a child with it.
+    svc = start_service(topics, group, tokenizer_processes=1)
     want, rest = start_stream(kafka_bootstrap, topics)
     wait_until_partly_done(kafka_bootstrap, topics, group)
     workers = svc.children()
@@ -95,7 +96,7 @@ def test_sigterm_drains_commits_and_a_restart_adds_no_duplicates(
     kafka_bootstrap, make_topics, start_service
 ):
     topics, group = make_topics(3), unique("group")
-    svc = start_service(topics, group)
+    svc = start_service(topics, group, tokenizer_processes=1)  # a child to join
     want, rest = start_stream(kafka_bootstrap, topics)
     wait_until_partly_done(kafka_bootstrap, topics, group)
     workers = svc.children()
