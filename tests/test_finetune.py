@@ -203,6 +203,17 @@ def test_adapting_a_classifier_reports_old_and_new_test_accuracy(lm_dir, tmp_pat
     assert loaded.vocab.itos == artifact.load(base).vocab.itos
 
 
+def test_a_classifier_from_a_language_model_is_the_same_for_the_same_seed(lm_dir):
+    pre = lm_artifact.load(lm_dir)
+    torch.manual_seed(1)
+    a, _ = classifier_from_pretrained(pre, TrainConfig(seed=5))
+    torch.manual_seed(2)  # whatever ran before must not matter
+    b, _ = classifier_from_pretrained(pre, TrainConfig(seed=5))
+    c, _ = classifier_from_pretrained(pre, TrainConfig(seed=6))
+    assert torch.equal(a.head.weight, b.head.weight)
+    assert not torch.equal(a.head.weight, c.head.weight)
+
+
 def test_a_new_label_set_replaces_only_the_head(lm_dir):
     pre = lm_artifact.load(lm_dir)
     model, _ = classifier_from_pretrained(pre, TrainConfig())

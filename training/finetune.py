@@ -44,6 +44,7 @@ from training import lm as lm_artifact
 from training.calibrate import calibrate
 from training.cli import NOT_FLAGS, Invocation, config_kwargs, parse_bool, run_main, train_parser
 from training.data import LABELS, Splits, load_source, read_file, split_dataset
+from training.loop import seed_everything
 from training.pipeline import finish, prepare
 from training.train import (
     TrainConfig,
@@ -125,7 +126,10 @@ def slanted_triangular(total: int, cut_frac: float, ratio: float) -> Callable[[i
 def classifier_from_pretrained(
     pre: lm_artifact.Pretrained, cfg: TrainConfig
 ) -> tuple[SentimentClassifier, TrainConfig]:
-    """A new classifier whose encoder is the pretrained one; the config records its sizes."""
+    """A new classifier whose encoder is the pretrained one; the config records its sizes.
+
+    The new head is drawn from the run's seed, so one command always builds the same model."""
+    seed_everything(cfg.seed)
     sizes = {k: v for k, v in pre.encoder_sizes.items() if k != "vocab_size"}
     cfg = dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, **sizes))
     net = cfg.network
@@ -159,6 +163,7 @@ def adapt_classifier(
     model = loaded.model
     new_head = labels != base.labels
     if new_head:
+        seed_everything(cfg.seed)  # the new head, like every other draw, follows the seed
         model.cfg = dataclasses.replace(base, labels=labels)
         model.head = nn.Linear(model.head.in_features, len(labels))
     return model, cfg, new_head
