@@ -39,11 +39,11 @@ run: install
 
 # The shipped model (model/default/README.md says why each flag): rjieba words with a user
 # dictionary, characters and lexicon cues, unseen words spelled out, social posts x10 beside the
-# reviews, distilled from the linear teacher; then a temperature fitted on the reviews
-# validation split plus social_dev.
+# reviews, the reviews distilled from the linear teacher while the social posts learn from their
+# own labels; then a temperature fitted on the reviews validation split plus social_dev.
 train: install
 	$(BIN)/python -m training --out build/model-uncalibrated --threads 1 --no-progress \
-		--char-features true --knowledge true --oov-chars true --distill 0.5 \
+		--char-features true --knowledge true --oov-chars true --distill 0.5 --distill-extra false \
 		--user-dict training/data/user_words.txt \
 		--extra-train training/data/social_train.csv --extra-weight 10
 	$(BIN)/python -m training.calibrate --model build/model-uncalibrated --out model/default \

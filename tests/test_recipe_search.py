@@ -1,0 +1,45 @@
+"""The recipe search starts from the recipe `make train` ships, and its table reads its trials."""
+
+import re
+import shlex
+from pathlib import Path
+
+import optuna
+
+from training.cli import NOT_FLAGS, config_kwargs, train_parser
+from training.experiments.recipe_search import SHIPPED, suggest, table
+from training.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_train_config() -> tuple[TrainConfig, int]:
+    """The TrainConfig and --extra-weight of the Makefile's `train` target's first command."""
+    text = ROOT.joinpath("Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    line = re.search(r"^train:.*\n\t(.*)$", text, re.M)
+    assert line is not None
+    argv = shlex.split(line.group(1).replace("$(BIN)/python -m training", ""))
+    args = train_parser().parse_args(argv)
+    return TrainConfig(**config_kwargs(args, TrainConfig, NOT_FLAGS)), args.extra_weight
+
+
+def test_the_first_trial_is_the_recipe_make_train_ships():
+    cfg, weight = suggest(optuna.trial.FixedTrial(SHIPPED))
+    shipped, shipped_weight = make_train_config()
+    # The search runs every epoch and keeps the best; `make train` may stop early instead.
+    assert cfg == TrainConfig(**{**shipped.to_dict(), "patience": cfg.patience,
+                                 "labels": shipped.labels})  # fmt: skip
+    assert weight == shipped_weight
+
+
+def test_the_table_lists_finished_trials_best_first():
+    study = optuna.create_study(direction="maximize")
+    for score in (0.8, 0.9):
+        trial = study.ask()
+        suggest(trial)  # draws every parameter the table shows
+        for k in ("val_accuracy", "val_roc_auc", "dev_accuracy", "dev_roc_auc"):
+            trial.set_user_attr(k, score)
+        study.tell(trial, score)
+    rows = table(study).splitlines()
+    assert rows[0].startswith("| trial | score |") and len(rows) == 4
+    assert [r.split(" | ")[1] for r in rows[2:]] == ["0.9000", "0.8000"]
