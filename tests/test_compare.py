@@ -22,14 +22,15 @@ FILL = ["这个", "手机", "物流", "客服", "东西", "包装", "价格", "�
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("compare")
     rng = random.Random(0)
-    with open(d / "data.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(400):
-            label = i % 2
-            words = [*rng.sample(FILL, 4), rng.choice(POS if label else NEG)]
-            rng.shuffle(words)
-            w.writerow(["".join(words), "positive" if label else "negative"])
+    for name, n in (("data.csv", 400), ("social_train.csv", 40), ("social_dev.csv", 40)):
+        with open(d / name, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            for i in range(n):
+                label = i % 2
+                words = [*rng.sample(FILL, 4), rng.choice(POS if label else NEG)]
+                rng.shuffle(words)
+                w.writerow(["".join(words), "positive" if label else "negative"])
     model = d / "model"
     args = ["--source", str(d / "data.csv"), "--out", str(model), "--device", "cpu", "--threads"]
     args += ["1", "--no-progress", "--no-report", "--epochs", "3", "--embed-dim", "16"]
@@ -41,8 +42,11 @@ def test_compare_trains_every_baseline_and_writes_table_and_plots(setup, capsys)
     d, model = setup
     out = d / "out"
     argv = ["--source", str(d / "data.csv"), "--scratch", str(model), "--out", str(out)]
+    argv += ["--social-train", str(d / "social_train.csv")]
+    argv += ["--social-dev", str(d / "social_dev.csv")]
     assert compare_main([*argv, "--seed-epochs", "1", "--threads", "1"]) == 0
-    table = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    table = printed["test"]
     names = [r["model"] for r in table]
     expected = ["tfidf-word-lr", "tfidf-char-lr", "snownlp-bayes", "seed-lstm", "ours-scratch"]
     assert names == expected
@@ -61,10 +65,20 @@ def test_compare_trains_every_baseline_and_writes_table_and_plots(setup, capsys)
     md = (out / "compare.md").read_text(encoding="utf-8")
     assert all(f"| {n} |" in md for n in names)
 
+    # The in-domain table: the linear models on the same rows as ours, scored on social_dev.
+    social = {r["model"]: r for r in printed["social_dev"]}
+    assert list(social) == [
+        "tfidf-char-lr, posts x1",
+        "strongest linear, posts x10",
+        "ours-scratch",
+    ]
+    assert social["strongest linear, posts x10"]["accuracy"] >= 0.95
+    assert all(f"| {n} |" in md.split("social_dev", 1)[1] for n in social)
+
     # --reuse keeps the baseline rows and scores only the artifacts again.
     argv += ["--model", f"again={model}", "--reuse", "--skip", "seed-lstm"]
     assert compare_main(argv) == 0
-    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["test"]
     again_by_name = {r["model"]: r for r in again}
     assert "seed-lstm" not in again_by_name
     assert again_by_name["snownlp-bayes"] == {
