@@ -197,3 +197,13 @@ def test_in_domain_rows_aim_at_the_teacher_or_at_their_gold_labels(distill_extra
     in_domain_gold = np.all(soft[len(general) :] == one_hot[len(general) :], axis=1)
     assert in_domain_gold.all() if not distill_extra else not in_domain_gold.any()
     assert soft_targets(texts, y, TrainConfig(distill=0.0), len(general)) is None
+
+
+def test_the_model_card_says_which_rows_learn_from_the_teacher():
+    from training.report import _architecture
+
+    tok = {"segmenter": "rjieba"}
+    both = _architecture({"distill": 0.5, "hidden_size": 8}, tok)
+    labels_only = _architecture({"distill": 0.5, "distill_extra": False, "hidden_size": 8}, tok)
+    assert "teacher" in both and "labels alone" not in both
+    assert "the in-domain rows on their labels alone" in labels_only

@@ -89,6 +89,8 @@ def _architecture(cfg: dict[str, Any], tok: dict[str, Any]) -> str:
     if cfg.get("distill"):
         distill = (f"; trained on the labels and, at weight {cfg['distill']}, the soft targets "
                    "of a cross-fitted TF-IDF + logistic regression teacher")  # fmt: skip
+        if cfg.get("distill_extra") is False:
+            distill += " (the in-domain rows on their labels alone)"
     return (f"{words} (each token: {token}{oov}) -> BiLSTM {cfg.get('hidden_size', '')} -> "
             f"{cfg.get('pooling', 'max_mean')} pooling -> dense{distill}")  # fmt: skip
 

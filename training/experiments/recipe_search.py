@@ -198,7 +198,10 @@ def body(run: Invocation) -> int:
     print(text)
     if args.table:
         args.table.parent.mkdir(parents=True, exist_ok=True)
-        args.table.write_text(text + "\n", encoding="utf-8")
+        head = (f"# Recipe search: {len(study.trials)} trials of study `{args.study}`, best "
+                "first\n\nScore: the mean of macro-F1 on the reviews validation split and on "
+                f"social_dev. The last run of it:\n\n```\n{run.command}\n```\n\n")  # fmt: skip
+        args.table.write_text(head + text + "\n", encoding="utf-8")
     return 0
 
 
