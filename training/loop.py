@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,13 @@ class LoopConfig:
     patience: int | None = None  # stop after this many epochs without a better score
     keep_best: bool = False  # end with the best epoch's weights rather than the last epoch's
     max_minutes: float = 0.0  # 0: no time budget; else the epoch running then is the last
+
+    @classmethod
+    def of(cls, cfg: Any, **overrides: Any) -> LoopConfig:
+        """The loop's settings from a config holding them under the same names (TrainConfig,
+        PretrainConfig); what it lacks keeps the default here, `overrides` win."""
+        taken = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
+        return cls(**{**taken, **overrides})
 
 
 @dataclass

@@ -86,16 +86,7 @@ class PretrainConfig:
 
     def loop_config(self) -> LoopConfig:
         """Every epoch runs and the last one's weights are kept (and checkpointed)."""
-        return LoopConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            clip=self.clip,
-            warmup_frac=self.warmup_frac,
-            seed=self.seed,
-            max_minutes=self.max_minutes,
-        )
+        return LoopConfig.of(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in flatten(self).items() if k not in NOT_LM_FIELDS}

@@ -94,18 +94,7 @@ class TrainConfig:
         )
 
     def loop_config(self) -> LoopConfig:
-        return LoopConfig(
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            clip=self.clip,
-            warmup_frac=self.warmup_frac,
-            seed=self.seed,
-            schedule=self.schedule,
-            patience=self.patience,
-            keep_best=True,
-        )
+        return LoopConfig.of(self, keep_best=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat, as the flags are: the `train_config` artifacts have always recorded."""

@@ -181,13 +181,8 @@ def run(
             continue
         t0 = time.time()
         probs = job()
-        rep = classification_report(test_y, probs, LABELS)
         row = {
-            "model": name,
-            "accuracy": rep["accuracy"],
-            "macro_f1": rep["macro_f1"],
-            "roc_auc": rep["roc_auc"],
-            "ece": rep["ece"],
+            **scored(name, test_y, probs),
             "seconds": round(time.time() - t0, 1),
             "scores": probs[:, 1].tolist(),
         }
@@ -214,12 +209,20 @@ def social_rows(
     jobs += [(name, functools.partial(artifact_probs, d, dev)) for name, d in models.items()]
     rows = []
     for name, job in jobs:
-        rep = classification_report(dev_y, job(), LABELS)
-        rows.append(
-            {"model": name, **{k: rep[k] for k in ("accuracy", "macro_f1", "roc_auc", "ece")}}
-        )
-        log.info("social_dev, %s: accuracy %.4f", name, rep["accuracy"])
+        rows.append(scored(name, dev_y, job()))
+        log.info("social_dev, %s: accuracy %.4f", name, rows[-1]["accuracy"])
     return rows
+
+
+def scored(name: str, y: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """A table's row: the model's name and its figures on the labels `y`."""
+    rep = classification_report(y, probs, LABELS)
+    return {"model": name, **{k: rep[k] for k in ("accuracy", "macro_f1", "roc_auc", "ece")}}
+
+
+def table_row(r: dict[str, Any]) -> str:
+    return (f"| {r['model']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['roc_auc']:.4f} | "
+            f"{r['ece']:.4f} |")  # fmt: skip
 
 
 def plot(rows: list[dict[str, Any]], test_y: np.ndarray, out: Path) -> None:
@@ -262,11 +265,7 @@ def markdown(rows: list[dict[str, Any]], command: str, social: list[dict[str, An
         "| model | accuracy | macro-F1 | ROC-AUC | ECE | seconds |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r['model']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['roc_auc']:.4f} | "
-        f"{r['ece']:.4f} | {r['seconds']} |"
-        for r in rows
-    ]
+    lines += [f"{table_row(r)} {r['seconds']} |" for r in rows]
     lines += ["", "![metrics](compare.png) ![roc](compare_roc.png)", ""]
     if social:
         lines += [
@@ -278,11 +277,7 @@ def markdown(rows: list[dict[str, Any]], command: str, social: list[dict[str, An
             "| model | accuracy | macro-F1 | ROC-AUC | ECE |",
             "|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {r['model']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['roc_auc']:.4f} | "
-            f"{r['ece']:.4f} |"
-            for r in social
-        ]
+        lines += [table_row(r) for r in social]
         lines.append("")
     return "\n".join(lines)
 
