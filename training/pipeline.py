@@ -18,6 +18,7 @@ from model.drift import Reference, build_reference
 from model.network import SentimentClassifier
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import Vocab
+from training.augment import augment_copies
 from training.data import Dataset, Splits, load_source, read_file, unlabelled_people_daily
 from training.embeddings import ppmi_svd_vectors
 from training.features import build_vocab, new_classifier
@@ -207,7 +208,10 @@ def run(
     prep = prepare(splits, labels, Tokenizer(tokenizer_config or TokenizerConfig()))
     vocab = build_vocab(cfg, prep.train_tokens)
     log.info("vocabulary: %d tokens (min_freq %d)", len(vocab), cfg.min_freq)
-    train_ids = encode_all(vocab, prep.train_tokens, cfg.max_len)
+    train_tokens = augment_copies(
+        splits.train.texts, prep.train_tokens, general_rows, vocab, cfg.augment, cfg.seed
+    )
+    train_ids = encode_all(vocab, train_tokens, cfg.max_len)
     val_ids = encode_all(vocab, prep.val_tokens, cfg.max_len)
     test_ids = encode_all(vocab, prep.test_tokens, cfg.max_len)
     # Seed before the weights are drawn, so one command always builds the same model.

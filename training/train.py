@@ -63,6 +63,9 @@ class TrainConfig:
     # mostly from reviews and is least sure on exactly those posts, so with false they learn
     # from their gold labels alone (training/README.md has the figures).
     distill_extra: bool = True
+    # Each later copy of an in-domain row is a variant with its cue words swapped for others of
+    # the same cue, with this probability (training/augment.py); 0 keeps the copies identical.
+    augment: float = 0.0
     seed: int = 13
     labels: tuple[str, ...] = ("negative", "positive")
 
@@ -77,6 +80,8 @@ class TrainConfig:
             raise ValueError("token_dropout must be in [0, 1)")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError("distill must be in [0, 1]")
+        if not 0.0 <= self.augment <= 1.0:
+            raise ValueError("augment must be in [0, 1]")
         if self.distill and self.oversample:
             raise ValueError("distill and oversample cannot be combined; use class_weights")
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 1:
