@@ -40,6 +40,7 @@ from consumer import metrics
 from consumer.batch import decode_batch
 from consumer.delivery import Delivery, Outgoing
 from consumer.embedded_broker import EmbeddedBroker
+from consumer.kafka_config import kafka_configs
 from consumer.records import now_ms, result_value
 from consumer.settings import Settings
 from model.artifact import load
@@ -59,8 +60,11 @@ def per_post_ms(fn: Callable[[], object], n: int, repeats: int) -> float:
     return statistics.median(times) / n * 1e3
 
 
-def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float]:
-    """CPU µs and wall µs per post of the service's loop without segmentation or the model."""
+def poll_loop_us(
+    raw: list[bytes], n: int, batch: int, producer_overrides: dict[str, object] | None = None
+) -> tuple[float, float]:
+    """CPU µs and wall µs per post of the service's loop without segmentation or the model;
+    `producer_overrides` changes the service's producer config, to compare settings."""
     with EmbeddedBroker() as broker:
         broker.create_topics({"in": 3, "out": 3, "dlq": 1})
         p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 50})
@@ -75,8 +79,8 @@ def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float]:
                              "auto.offset.reset": "earliest", "enable.auto.offset.store": False,
                              "enable.auto.commit": False})  # fmt: skip
         consumer.subscribe(["in"])
-        producer_cfg = {"bootstrap.servers": broker.bootstrap, "linger.ms": 5,
-                        "enable.idempotence": True}  # fmt: skip
+        _, producer_cfg = kafka_configs(s)  # the service's own producer
+        producer_cfg.update(producer_overrides or {})
         delivery = Delivery(
             consumer, producer_cfg, dlq_topic="dlq", exactly_once=False, stop=threading.Event()
         )
