@@ -60,11 +60,8 @@ def per_post_ms(fn: Callable[[], object], n: int, repeats: int) -> float:
     return statistics.median(times) / n * 1e3
 
 
-def poll_loop_us(
-    raw: list[bytes], n: int, batch: int, producer_overrides: dict[str, object] | None = None
-) -> tuple[float, float]:
-    """CPU µs and wall µs per post of the service's loop without segmentation or the model;
-    `producer_overrides` changes the service's producer config, to compare settings."""
+def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float]:
+    """CPU µs and wall µs per post of the service's loop without segmentation or the model."""
     with EmbeddedBroker() as broker:
         broker.create_topics({"in": 3, "out": 3, "dlq": 1})
         p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 50})
@@ -80,7 +77,6 @@ def poll_loop_us(
                              "enable.auto.commit": False})  # fmt: skip
         consumer.subscribe(["in"])
         _, producer_cfg = kafka_configs(s)  # the service's own producer
-        producer_cfg.update(producer_overrides or {})
         delivery = Delivery(
             consumer, producer_cfg, dlq_topic="dlq", exactly_once=False, stop=threading.Event()
         )

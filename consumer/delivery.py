@@ -55,17 +55,16 @@ class Outgoing:
 
 
 class _Acks:
-    """One batch's failed deliveries. The producer reports errors only
-    (`delivery.report.only.error`): a Python callback for every record acknowledged cost the
-    poll loop more than the record's JSON, and an empty producer queue already says that every
-    record has its answer."""
+    """Counts one batch's outstanding and failed deliveries; one callback for every record."""
 
-    __slots__ = ("failed",)
+    __slots__ = ("failed", "pending")
 
     def __init__(self) -> None:
+        self.pending = 0
         self.failed = 0
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
+        self.pending -= 1
         if err is not None:
             self.failed += 1
             metrics.DELIVERY_ERRORS.inc()
@@ -206,6 +205,7 @@ class Delivery:
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=headers, on_delivery=acks)
+                acks.pending += 1
                 return
             except BufferError:
                 # Backpressure: the local queue is full. Serve delivery reports until it drains
@@ -214,16 +214,15 @@ class Delivery:
                 self.producer.poll(0.1)
 
     def _await(self, acks: _Acks) -> None:
-        """Block until the broker has answered for every record of the batch: one batch is
-        outstanding at a time (send, complete, send), so that is the producer's queue empty."""
+        """Block until the broker has answered for every record of the batch."""
         deadline: float | None = None
-        while (pending := len(self.producer)) > 0:
+        while acks.pending:
             self.beat()
             self.producer.flush(1.0)
             if self.stop.is_set():
                 deadline = deadline or time.monotonic() + DRAIN_SECONDS
-                if time.monotonic() > deadline and len(self.producer):
-                    raise DeliveryError(f"{pending} records unacknowledged at shutdown")
+                if time.monotonic() > deadline and acks.pending:
+                    raise DeliveryError(f"{acks.pending} records unacknowledged at shutdown")
         if acks.failed:
             raise DeliveryError(f"{acks.failed} of the batch's records were not delivered")
 

@@ -45,9 +45,6 @@ def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
         **common,
         # Broker-side de-duplication of retries, so a retry never writes a result twice.
         "enable.idempotence": True,
-        # Delivery callbacks for failures only; consumer.delivery counts a batch as acknowledged
-        # once the producer's queue is empty and no failure was reported.
-        "delivery.report.only.error": True,
     }
     if s.processing_guarantee == "exactly-once":
         producer["transactional.id"] = s.effective_transactional_id()
