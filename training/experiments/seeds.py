@@ -1,13 +1,13 @@
 """How much a recipe's figures move with its seed, and the seed chosen on validation data only.
 
-    python -m training.experiments.seeds --seeds 13,14,15,16 --jobs 2 \
-        --out training/results/seeds -- $(make -s train-flags)
+    make seeds    # = python -m training.experiments.seeds --seeds 13,14,15,16 --jobs 2 --reuse \
+                  #       --out training/results/seeds -- $(TRAIN_FLAGS)
 
-Trains the recipe given after `--` (`make seeds` passes `make train`'s) once per seed, each as
-its own `python -m training ... --seed N --out OUT/seed-N` process, `--jobs` at a time. The seed
-sets everything a run draws: the weights, the batches, the word vectors' SVD and the linear
-teacher's folds. On 119 social_dev posts one run's accuracy is one draw from a wide spread, so a
-single-seed comparison of two recipes says little; this table says how wide.
+Trains the recipe given after `--` (`make seeds` passes `make train`'s TRAIN_FLAGS) once per
+seed, each as its own `python -m training ... --seed N --out OUT/seed-N` process, `--jobs` at a
+time. The seed sets everything a run draws: the weights, the batches, the word vectors' SVD and
+the linear teacher's folds. On 119 social_dev posts one run's accuracy is one draw from a wide
+spread, so a single-seed comparison of two recipes says little; this table says how wide.
 
 Each seed is scored on the reviews validation split and social_dev, which choose it, and on the
 reviews test split, which is reported and never chooses. The chosen seed has the best mean of the
