@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.getloadavg()[0]:.1f}; model: {args.model}; service defaults: batches of "
         f"{d['batch_max_size']} within {d['batch_max_wait_ms']} ms, inference chunks of "
         f"{d['inference_batch_size']}, runtime {d['inference_runtime']}, "
-        f"{d['tokenizer_processes']} tokenizer processes, torch threads {d['torch_threads']} "
+        f"{d['tokenizer_processes']} tokenizer processes, torch threads {d['torch_threads']}, "
+        f"onnx threads {d['onnx_threads']} "
         "(naive loop: PyTorch fp32, 1 thread)"
     )
     texts = sample_texts()

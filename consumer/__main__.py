@@ -83,7 +83,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
         except (ArtifactError, ValueError) as e:
             print(f"consumer: SENTIMENT_MODEL={settings.model}: {e}", file=sys.stderr)
             return 2
-        threads = settings.torch_threads or os.cpu_count() or 1
+        threads = settings.onnx_threads or os.cpu_count() or 1
         try:
             predictor = Predictor(
                 loaded, settings.inference_batch_size, settings.inference_runtime, threads

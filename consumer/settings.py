@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     # Intra-op threads for PyTorch on CPU; 0 keeps PyTorch's default (one per core). One thread
     # leaves the other core to librdkafka and the HTTP server, and measured faster here.
     torch_threads: int = Field(1, ge=0, le=1024)
+    # Intra-op threads for ONNX Runtime (the CPU default); 0 is one per core, which in a container
+    # counts the node's cores, not the pod's limit. Two measured 1.13x one end to end on the
+    # 2-core build machine, five alternating runs each (benchmarks/README.md), while one thread
+    # stayed faster for onnx-int8 (2,034 against 1,880 posts/s on average).
+    onnx_threads: int = Field(2, ge=0, le=1024)
     # Worker processes that segment the next batch while the poll loop runs the model on this
     # one; 0 segments in the poll loop's thread, taking turns with the model. With rjieba
     # (35 us a post) a worker measured level with none on the 2-core build machine (3,520 vs

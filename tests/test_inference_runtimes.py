@@ -45,6 +45,19 @@ def test_onnx_graph_computes_the_torch_probabilities(pooling, layers, bidirectio
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
+def test_onnx_runs_on_the_threads_asked_for_with_the_same_probabilities():
+    # SENTIMENT_ONNX_THREADS (default 2) reaches the session; more threads must not change a score.
+    torch.manual_seed(2)
+    model = SentimentClassifier(ClassifierConfig(vocab_size=60, embed_dim=16, hidden_size=12))
+    seqs = random_batch(50, 60, 23, seed=3)
+    got = {}
+    for threads in (1, 2):
+        forward = OnnxForward(model.eval(), threads=threads)
+        assert forward.session.get_session_options().intra_op_num_threads == threads
+        got[threads] = batched_probabilities(forward, seqs, 16, torch.device("cpu"), 2)
+    torch.testing.assert_close(got[2], got[1], atol=1e-6, rtol=1e-5)
+
+
 def test_attention_pooling_has_no_onnx_graph_and_says_what_to_use():
     model = SentimentClassifier(ClassifierConfig(vocab_size=10, pooling="attention"))
     with pytest.raises(ValueError, match="use the torch runtime"):
