@@ -94,14 +94,16 @@ class Counter:
 
 def produce_paced(bootstrap: str, topic: str, rate: float, seconds: float,
                   produced: list[str], stop: threading.Event) -> None:  # fmt: skip
-    """`rate` posts/s for `seconds`, a tenth of a second's worth at a time."""
+    """`rate` posts/s for `seconds`, a tenth of a second's worth at a time, each id appended to
+    `produced` (which may already hold earlier posts' ids)."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 100, "batch.size": 1_000_000})
     texts = sample_texts()
     t0 = time.monotonic()
-    step = 0
+    step, sent = 0, 0
     while not stop.is_set() and time.monotonic() - t0 < seconds:
         step += 1
-        due = int(rate * min(step * 0.1, seconds)) - len(produced)
+        due = int(rate * min(step * 0.1, seconds)) - sent
+        sent += max(due, 0)
         for key, value in post_values(texts, f"soak{step}", max(due, 0)):
             while True:
                 try:
