@@ -92,10 +92,17 @@ class Counter:
         self.c.close()
 
 
-def produce_paced(bootstrap: str, topic: str, rate: float, seconds: float,
-                  produced: list[str], stop: threading.Event) -> None:  # fmt: skip
-    """`rate` posts/s for `seconds`, a tenth of a second's worth at a time, each id appended to
-    `produced` (which may already hold earlier posts' ids)."""
+def produce_paced(
+    bootstrap: str,
+    topic: str,
+    rate: float,
+    seconds: float,
+    produced: list[str],
+    stop: threading.Event,
+    tag: str = "soak",
+) -> None:
+    """`rate` posts/s for `seconds`, a tenth of a second's worth at a time, each id (`tag` and
+    the step) appended to `produced` (which may already hold earlier posts' ids)."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 100, "batch.size": 1_000_000})
     texts = sample_texts()
     t0 = time.monotonic()
@@ -104,7 +111,7 @@ def produce_paced(bootstrap: str, topic: str, rate: float, seconds: float,
         step += 1
         due = int(rate * min(step * 0.1, seconds)) - sent
         sent += max(due, 0)
-        for key, value in post_values(texts, f"soak{step}", max(due, 0)):
+        for key, value in post_values(texts, f"{tag}{step}", max(due, 0)):
             while True:
                 try:
                     p.produce(topic, value, key.encode())
@@ -176,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 SUSTAINED_SECONDS,
                 overload,
                 stop,
+                "overload",  # ids of their own: the soak's stream numbers its steps from 1 again
             ),
         )
         producer.start()

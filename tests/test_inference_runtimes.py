@@ -53,7 +53,9 @@ def test_onnx_runs_on_the_threads_asked_for_with_the_same_probabilities():
     got = {}
     for threads in (1, 2):
         forward = OnnxForward(model.eval(), threads=threads)
-        assert forward.session.get_session_options().intra_op_num_threads == threads
+        opts = forward.session.get_session_options()
+        assert opts.intra_op_num_threads == threads
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         got[threads] = batched_probabilities(forward, seqs, 16, torch.device("cpu"), 2)
     torch.testing.assert_close(got[2], got[1], atol=1e-6, rtol=1e-5)
 
