@@ -95,9 +95,9 @@ class Settings(BaseSettings):
     # leaves the other core to librdkafka and the HTTP server, and measured faster here.
     torch_threads: int = Field(1, ge=0, le=1024)
     # Intra-op threads for ONNX Runtime (the CPU default); 0 is one per core, which in a container
-    # counts the node's cores, not the pod's limit. Two measured 1.13x one end to end on the
-    # 2-core build machine, five alternating runs each (benchmarks/README.md), while one thread
-    # stayed faster for onnx-int8 (2,034 against 1,880 posts/s on average).
+    # counts the node's cores, not the pod's limit. Two beat one end to end on the 2-core build
+    # machine in eight alternating pairs (1.13-1.33x, benchmarks/README.md); for onnx-int8 one
+    # thread was no slower in three pairs (2,034 against 1,880 posts/s).
     onnx_threads: int = Field(2, ge=0, le=1024)
     # Worker processes that segment the next batch while the poll loop runs the model on this
     # one; 0 segments in the poll loop's thread, taking turns with the model. With rjieba
