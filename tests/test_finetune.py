@@ -18,6 +18,7 @@ from training.finetune import (
     discriminative_param_groups,
     gradual_unfreezing,
     slanted_triangular,
+    small_data_schedule,
     ulmfit_train,
 )
 from training.finetune import main as finetune_main
@@ -197,6 +198,10 @@ def test_adapting_a_classifier_reports_old_and_new_test_accuracy(lm_dir, tmp_pat
     assert ft["old_test_accuracy_before"] == pytest.approx(base_metrics["test"]["accuracy"])
     assert 0.0 <= ft["old_test_accuracy_after"] <= 1.0
     assert metrics["test"]["n"] > 0 and metrics["source"] == str(tmp_path / "new.csv")
+    # About 190 training rows: the small-data schedule ran, and the artifact records it.
+    small = ft["small_data"]
+    assert small["weights"] == "last epoch" and small["epochs"] > 6
+    assert metrics["train_config"]["batch_size"] == small["batch_size"] < 64
     assert ft["calibration"]["temperature"] > 0
     # The adapted model keeps the base's vocabulary and tokenizer, so it loads like any other.
     loaded = artifact.load(adapted)
@@ -259,3 +264,17 @@ def test_learning_curve_runs_every_variant_on_the_same_rows(lm_dir, tmp_path):
     assert "LM word vectors only" in (out / "curve.md").read_text(encoding="utf-8")
     with pytest.raises(SystemExit):
         curve_main([*args, "--out", str(out), "--variants", "scratch,bogus"])
+
+
+def test_a_small_set_trains_in_smaller_batches_for_more_steps_without_early_stopping():
+    cfg = TrainConfig(batch_size=64, epochs=8, patience=3)
+    # 13,936 review rows: 218 steps an epoch, left as they are.
+    assert small_data_schedule(cfg, 13_936, 240) is cfg
+    # 188 rows (235 posts less validation and test): 3 steps an epoch become 13 of 15 rows.
+    small = small_data_schedule(cfg, 188, 240)
+    assert (small.batch_size, small.epochs, small.patience) == (15, 19, 19)
+    assert -(-188 // small.batch_size) * small.epochs >= 240
+    # 40 rows: batches of 8 at least.
+    tiny = small_data_schedule(cfg, 40, 240)
+    assert tiny.batch_size == 8 and tiny.epochs == 48 and tiny.patience == tiny.epochs
+    assert small_data_schedule(cfg, 188, 0) is cfg  # --min-steps 0 keeps the flags

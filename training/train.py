@@ -7,7 +7,7 @@ adds token dropout and, optionally, a teacher's soft targets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -156,8 +156,10 @@ def train_classifier(
     schedule: Callable[[int], float] | None = None,
     on_epoch_start: Callable[[int, SentimentClassifier], None] | None = None,
     soft_targets: np.ndarray | None = None,
+    keep_best: bool = True,
 ) -> TrainResult:
-    """Train with early stopping on validation macro-F1; the best epoch's weights are restored.
+    """Train with early stopping on validation macro-F1; the best epoch's weights are restored
+    (the last epoch's with `keep_best` false).
 
     Fine-tuning (training.finetune) passes `param_groups` (per-group lr: discriminative rates),
     `schedule` (step -> lr multiplier, e.g. slanted triangular) and `on_epoch_start` (gradual
@@ -216,7 +218,7 @@ def train_classifier(
         lengths,
         batch_loss,
         evaluate,
-        cfg.loop_config(),
+        replace(cfg.loop_config(), keep_best=keep_best),
         progress,
         param_groups=param_groups,
         schedule=schedule,
