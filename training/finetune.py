@@ -301,7 +301,8 @@ def run(
     val_ids = encode_all(vocab, prep.val_tokens, cfg.max_len)
     test_ids = encode_all(vocab, prep.test_tokens, cfg.max_len)
     small = small_data_schedule(cfg, len(train_ids), min_steps)
-    if small is not cfg:
+    keep_best = small is cfg
+    if not keep_best:
         log.info(
             "%d training rows: batches of %d for %d epochs, no early stopping, the last epoch's "
             "weights (--min-steps %d)",
@@ -313,7 +314,7 @@ def run(
         cfg = small
     result = ulmfit_train(
         model, cfg, ulm, vocab, train_ids, prep.train_y, val_ids, prep.val_y, device, progress,
-        keep_best="small_data" not in extra,
+        keep_best=keep_best,
     )  # fmt: skip
     if calibrate_temperature:
         extra["calibration"] = calibrate(result.model, val_ids, prep.val_y, device)

@@ -7,7 +7,7 @@ adds token dropout and, optionally, a teacher's soft targets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -98,8 +98,8 @@ class TrainConfig:
             labels=tuple(self.labels),
         )
 
-    def loop_config(self) -> LoopConfig:
-        return LoopConfig.of(self, keep_best=True)
+    def loop_config(self, keep_best: bool = True) -> LoopConfig:
+        return LoopConfig.of(self, keep_best=keep_best)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat, as the flags are: the `train_config` artifacts have always recorded."""
@@ -218,7 +218,7 @@ def train_classifier(
         lengths,
         batch_loss,
         evaluate,
-        replace(cfg.loop_config(), keep_best=keep_best),
+        cfg.loop_config(keep_best),
         progress,
         param_groups=param_groups,
         schedule=schedule,
