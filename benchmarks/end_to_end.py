@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{d['batch_max_size']} within {d['batch_max_wait_ms']} ms, inference chunks of "
         f"{d['inference_batch_size']}, runtime {d['inference_runtime']}, "
         f"{d['tokenizer_processes']} tokenizer processes, torch threads {d['torch_threads']}, "
-        f"onnx threads {d['onnx_threads']} "
+        f"inference threads {d['inference_threads']}, onnx threads {d['onnx_threads']} "
         "(naive loop: PyTorch fp32, 1 thread)"
     )
     texts = sample_texts()
@@ -297,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         rates = list(naive.latency)
         for name, extra in (
             ("service (defaults)", {}),  # segmenting in the poll loop: 0 workers
+            (
+                "service, 1 chunk at a time",
+                {"SENTIMENT_INFERENCE_THREADS": "1", "SENTIMENT_ONNX_THREADS": "2"},
+            ),
             ("service, 1 worker", {"SENTIMENT_TOKENIZER_PROCESSES": "1"}),
             ("service, onnx-int8", {"SENTIMENT_INFERENCE_RUNTIME": "onnx-int8"}),
         ):

@@ -23,8 +23,11 @@ import time
 
 import torch
 
+from consumer.settings import Settings
 from model.artifact import load
 from model.predictor import Predictor
+
+SERVICE_CHUNK = Settings.model_fields["inference_batch_size"].default
 
 TOLERANCE_POINTS = 0.3
 
@@ -33,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--chunk", type=int, default=64, help="CPU chunk (the service's default)")
+    ap.add_argument(
+        "--chunk", type=int, default=SERVICE_CHUNK, help="CPU chunk (the service's default)"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)

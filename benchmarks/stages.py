@@ -47,6 +47,8 @@ from model.artifact import load
 from model.predictor import Prediction, Predictor, batched_probabilities
 from model.text import Tokenizer, TokenizerConfig, normalize
 
+SERVICE_CHUNK = Settings.model_fields["inference_batch_size"].default
+
 SAMPLES = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "reviews.jsonl"
 LOOP_AIM_US = 20.0
 
@@ -107,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--posts", type=int, default=1730)
     ap.add_argument("--threads", type=int, default=1, help="PyTorch threads (the service's 1)")
-    ap.add_argument("--chunk", type=int, default=64, help="forward-pass chunk (the service's 64)")
+    ap.add_argument(
+        "--chunk",
+        type=int,
+        default=SERVICE_CHUNK,
+        help="forward-pass chunk (the service's default)",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--loop-posts", type=int, default=20_000, help="0 skips the poll loop")
     ap.add_argument("--shadow", default="", help="a shadow candidate (default: the model itself)")

@@ -84,10 +84,12 @@ def run(settings: Settings, stop: threading.Event) -> int:
             print(f"consumer: SENTIMENT_MODEL={settings.model}: {e}", file=sys.stderr)
             return 2
         threads = settings.onnx_threads or os.cpu_count() or 1
+        chunk_threads = settings.inference_threads or os.cpu_count() or 1
         try:
             predictor = Predictor(
-                loaded, settings.inference_batch_size, settings.inference_runtime, threads
-            )
+                loaded, settings.inference_batch_size, settings.inference_runtime, threads,
+                chunk_threads,
+            )  # fmt: skip
         except ValueError as e:
             print(f"consumer: SENTIMENT_INFERENCE_RUNTIME={settings.inference_runtime}: {e}",
                   file=sys.stderr)  # fmt: skip
@@ -115,7 +117,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
             try:
                 candidate = Predictor(
                     load(settings.shadow_model, device=device), settings.inference_batch_size,
-                    settings.inference_runtime, threads,
+                    settings.inference_runtime, threads, chunk_threads,
                 )  # fmt: skip
             except (ArtifactError, ValueError) as e:
                 print(f"consumer: SENTIMENT_SHADOW_MODEL={settings.shadow_model}: {e}",

@@ -84,21 +84,24 @@ class Settings(BaseSettings):
     # consume() fills a batch at once whatever the wait.
     batch_max_size: int = Field(256, ge=1, le=10_000)
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000)
-    # The forward pass runs in chunks of this many posts sorted by length (less padding); on
-    # CPU small chunks measured fastest, on a GPU larger ones are (see benchmarks/).
-    inference_batch_size: int = Field(64, ge=1, le=10_000)
+    # The forward pass runs in chunks of this many posts sorted by length. The CPU's LSTM pays
+    # for every padded step and a post costs about the same in a chunk of 8 as of 64, so on the
+    # CPU small chunks are fastest (16: 1.27x 64 on one thread, benchmarks/README.md); on a GPU
+    # large ones are (its overlay runs 256).
+    inference_batch_size: int = Field(16, ge=1, le=10_000)
     # How the forward pass runs (model.predictor.RUNTIMES): auto is ONNX Runtime fp32 on the CPU
     # (1.3-1.4x PyTorch here, the same probabilities) and PyTorch on CUDA. onnx-int8 is faster
     # still, but its scores depend on the batch a post lands in (benchmarks/README.md).
     inference_runtime: Literal["auto", "torch", "torch-fp16", "onnx", "onnx-int8"] = "auto"
-    # Intra-op threads for PyTorch on CPU; 0 keeps PyTorch's default (one per core). One thread
-    # leaves the other core to librdkafka and the HTTP server, and measured faster here.
+    # Chunks of one micro-batch that run through the model at once on the CPU, each in its own
+    # thread on one core; 0 is one per core of the node. Whole chunks side by side used two
+    # cores better than one chunk split over two threads (benchmarks/README.md). On CUDA one.
+    inference_threads: int = Field(2, ge=0, le=1024)
+    # Intra-op threads for PyTorch on CPU, per chunk; 0 keeps PyTorch's default (one per core).
     torch_threads: int = Field(1, ge=0, le=1024)
-    # Intra-op threads for ONNX Runtime (the CPU default); 0 is one per core, which in a container
-    # counts the node's cores, not the pod's limit. Two beat one end to end on the 2-core build
-    # machine in eight alternating pairs (1.13-1.33x, benchmarks/README.md); for onnx-int8 one
-    # thread was no slower in three pairs (2,034 against 1,880 posts/s).
-    onnx_threads: int = Field(2, ge=0, le=1024)
+    # Intra-op threads for ONNX Runtime (the CPU default), per chunk; 0 is one per core, which in
+    # a container counts the node's cores, not the pod's limit.
+    onnx_threads: int = Field(1, ge=0, le=1024)
     # Worker processes that segment the next batch while the poll loop runs the model on this
     # one; 0 segments in the poll loop's thread, taking turns with the model. With rjieba
     # (35 us a post) a worker measured level with none on the 2-core build machine (3,520 vs

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -57,14 +58,22 @@ class Predictor:
     Texts are sorted by length and cut into batches so each batch pads to a similar length; on
     CUDA each batch is built in pinned host memory and copied with non_blocking=True. The
     forward pass runs on the `runtime` chosen (see RUNTIMES); explanations always use PyTorch,
-    since they need gradients.
+    since they need gradients. `threads` is each forward pass's intra-op threads (ONNX Runtime);
+    on the CPU, `chunk_threads` > 1 runs that many batches' forward passes at once.
     """
 
     def __init__(
-        self, loaded: LoadedModel, batch_size: int = 256, runtime: str = "torch", threads: int = 1
+        self,
+        loaded: LoadedModel,
+        batch_size: int = 256,
+        runtime: str = "torch",
+        threads: int = 1,
+        chunk_threads: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if chunk_threads < 1:
+            raise ValueError("chunk_threads must be >= 1")
         self.loaded = loaded
         self.model = loaded.model.eval()
         self.device = loaded.device
@@ -76,6 +85,10 @@ class Predictor:
             from model.onnx_graph import OnnxForward
 
             self._forward = OnnxForward(self.model, self.runtime == "onnx-int8", threads)
+        # A GPU already runs one batch across its cores; concurrent launches would only contend.
+        self._pool: Executor | None = None
+        if chunk_threads > 1 and self.device.type == "cpu":
+            self._pool = ThreadPoolExecutor(chunk_threads, thread_name_prefix="infer")
         labels = loaded.labels
         self.labels = labels
         # Binary models report P(positive) as the score users threshold on.
@@ -91,7 +104,7 @@ class Predictor:
         with ctx:
             return batched_probabilities(
                 self._forward, [e.ids for e in encoded], self.batch_size, self.device,
-                len(self.labels),
+                len(self.labels), self._pool,
             )  # fmt: skip
 
     def predict_encoded(self, encoded: list[Encoded]) -> list[Prediction]:
@@ -139,19 +152,47 @@ def batched_probabilities(
     batch_size: int,
     device: torch.device,
     n_labels: int,
+    pool: Executor | None = None,
 ) -> torch.Tensor:
     """Softmax outputs for id sequences, batched by length; rows in input order, on the CPU.
 
-    Sorting by length means each batch pads only to its own longest sequence. On CUDA each batch
-    is built in pinned host memory and copied with non_blocking=True.
+    Sorting by length means each batch pads only to its own longest sequence: ONNX Runtime's and
+    PyTorch's CPU LSTMs compute every padded step, and a post's cost barely depends on its
+    batch's size, so small batches waste less (benchmarks/README.md). With `pool`, batches run
+    at once on its threads, each on one core: the forward passes release the GIL, and whole
+    batches in parallel use two cores better than one batch's small matrix products split over
+    two threads. On CUDA each batch is built in pinned host memory and copied with
+    non_blocking=True.
     """
     n = len(seqs)
     probs = torch.empty((n, n_labels), dtype=torch.float32)
     if n == 0:
         return probs
     pin = device.type == "cuda"
-    order = sorted(range(n), key=lambda i: len(seqs[i]))
-    for start in range(0, n, batch_size):
+
+    def forward(chunk: tuple[list[int], torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        _, ids, lengths = chunk
+        with torch.inference_mode():  # thread-local: the pool's threads need it too
+            logits = model(ids.to(device, non_blocking=pin), lengths)
+            return torch.softmax(logits.float(), dim=-1).cpu()
+
+    chunks = _chunks(seqs, batch_size, pin)
+    if pool is None:
+        for chunk in chunks:
+            probs[torch.tensor(chunk[0])] = forward(chunk)
+    else:
+        built = list(chunks)
+        for chunk, out in zip(built, pool.map(forward, built), strict=True):
+            probs[torch.tensor(chunk[0])] = out
+    return probs
+
+
+def _chunks(
+    seqs: list[list[int]], batch_size: int, pin: bool
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """(row indices, padded ids, lengths) per batch of similar lengths."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    for start in range(0, len(seqs), batch_size):
         idx = order[start : start + batch_size]
         # An empty text still needs one step through the LSTM; it reads as one <unk>.
         batch = [seqs[i] or [UNK_ID] for i in idx]
@@ -161,7 +202,4 @@ def batched_probabilities(
         ids = torch.tensor([s + [0] * (width - len(s)) for s in batch], dtype=torch.long)
         if pin:
             ids = ids.pin_memory()
-        lengths = torch.tensor([len(s) for s in batch], dtype=torch.long)
-        logits = model(ids.to(device, non_blocking=pin), lengths)
-        probs[torch.tensor(idx)] = torch.softmax(logits.float(), dim=-1).cpu()
-    return probs
+        yield idx, ids, torch.tensor([len(s) for s in batch], dtype=torch.long)

@@ -46,7 +46,7 @@ def test_onnx_graph_computes_the_torch_probabilities(pooling, layers, bidirectio
 
 
 def test_onnx_runs_on_the_threads_asked_for_with_the_same_probabilities():
-    # SENTIMENT_ONNX_THREADS (default 2) reaches the session; more threads must not change a score.
+    # SENTIMENT_ONNX_THREADS (default 1) reaches the session; more threads must not change a score.
     torch.manual_seed(2)
     model = SentimentClassifier(ClassifierConfig(vocab_size=60, embed_dim=16, hidden_size=12))
     seqs = random_batch(50, 60, 23, seed=3)
@@ -58,6 +58,35 @@ def test_onnx_runs_on_the_threads_asked_for_with_the_same_probabilities():
         assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
         got[threads] = batched_probabilities(forward, seqs, 16, torch.device("cpu"), 2)
     torch.testing.assert_close(got[2], got[1], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+def test_chunks_run_side_by_side_on_the_pools_threads_with_the_same_probabilities(
+    model_name, runtime
+):
+    """SENTIMENT_INFERENCE_THREADS: a batch's chunks run on the pool's threads, and running them
+    at once changes no row's probabilities and no row's place."""
+    import threading
+
+    loaded = load(model_name)
+    texts = [f"第{i}条：{'这个手机很好用' * (1 + i % 7)}，{'太差了' * (i % 3)}" for i in range(90)]
+    serial = Predictor(loaded, batch_size=8, runtime=runtime)
+    side_by_side = Predictor(loaded, batch_size=8, runtime=runtime, chunk_threads=2)
+    encoded = serial.encode(texts)
+    ran_on: set[str] = set()
+    forward = side_by_side._forward
+
+    def recorded(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        ran_on.add(threading.current_thread().name)
+        return forward(ids, lengths)
+
+    side_by_side._forward = recorded
+    want = serial.probabilities(encoded)
+    got = side_by_side.probabilities(encoded)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    assert ran_on and all(name.startswith("infer") for name in ran_on)
+    with pytest.raises(ValueError, match="chunk_threads"):
+        Predictor(loaded, runtime=runtime, chunk_threads=0)
 
 
 def test_attention_pooling_has_no_onnx_graph_and_says_what_to_use():

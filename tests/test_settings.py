@@ -47,6 +47,7 @@ BAD = [
     ("SENTIMENT_INFERENCE_BATCH_SIZE", "0", "greater than or equal to 1"),
     ("SENTIMENT_TORCH_THREADS", "-1", "greater than or equal to 0"),
     ("SENTIMENT_ONNX_THREADS", "-1", "greater than or equal to 0"),
+    ("SENTIMENT_INFERENCE_THREADS", "-1", "greater than or equal to 0"),
     ("SENTIMENT_TOKENIZER_PROCESSES", "-1", "greater than or equal to 0"),
     ("SENTIMENT_TEXT_FIELD", "", "at least 1 character"),
     ("SENTIMENT_INPUT_FORMAT", "xml", "'json' or 'text'"),
