@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python -m benchmarks.stages
 	$(BIN)/python -m benchmarks.inference
 	$(BIN)/python -m benchmarks.segmenters
+	$(BIN)/python -m benchmarks.chunks
 
 # Wheels for the GPU machine's Python 3.12 that its image lacks, into .whl/ (git-ignored), for
 # benchmarks/gpu_check.sh; jieba ships only as an sdist, so its wheel is built here.

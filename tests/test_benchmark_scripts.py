@@ -41,3 +41,15 @@ def test_segmenter_benchmark_reports_both_backends():
     rows = [line for line in out.splitlines() if line.startswith(("| jieba", "| rjieba"))]
     assert len(rows) == 2
     assert rows[0].split("|")[4].strip() == "100.0%"  # jieba agrees with itself
+
+
+def test_chunk_benchmark_reports_each_layout_per_chunk_size():
+    out = run([sys.executable, "-m", "benchmarks.chunks", "--posts", "300", "--chunks", "8,64",
+               "--repeats", "1"])  # fmt: skip
+    rows = [line for line in out.splitlines() if line.startswith("| 8 |") or
+            line.startswith("| 64 |")]  # fmt: skip
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 5 and all(float(c.replace(",", "").rstrip("%")) > 0 for c in cells)
+    assert "padded to one post of 100 tokens" in out
