@@ -1,9 +1,11 @@
 """End-to-end benchmark through a real broker: the service against the naive per-message loop.
 
 The consumers, one after the other on the same broker and posts: the naive loop; the service
-as shipped (its defaults, which segment in the poll loop); with SENTIMENT_TOKENIZER_PROCESSES=1
-(segmenting in a worker process beside the model); with int8 weights
-(SENTIMENT_INFERENCE_RUNTIME=onnx-int8: faster, but its scores move with the batch); and, with
+as shipped (its defaults, which segment in the poll loop); running one forward-pass chunk at a
+time on two ONNX threads (SENTIMENT_INFERENCE_THREADS=1, the defaults before chunks ran side by
+side); with SENTIMENT_TOKENIZER_PROCESSES=1 (segmenting in a worker process beside the model);
+with int8 weights (SENTIMENT_INFERENCE_RUNTIME=onnx-int8: faster, but its scores move with the
+batch); and, with
 --baseline REF, the service of an earlier commit, run from a git worktree of it with its own
 shipped model. All get the same posts (the shipped sample reviews) in the same two phases:
 

@@ -84,18 +84,19 @@ class Settings(BaseSettings):
     # consume() fills a batch at once whatever the wait.
     batch_max_size: int = Field(256, ge=1, le=10_000)
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000)
-    # The forward pass runs in chunks of this many posts sorted by length. The CPU's LSTM pays
-    # for every padded step and a post costs about the same in a chunk of 8 as of 64, so on the
-    # CPU small chunks are fastest (16: 1.27x 64 on one thread, benchmarks/README.md); on a GPU
-    # large ones are (its overlay runs 256).
+    # The forward pass runs in chunks of this many posts sorted by length. ONNX Runtime's LSTM
+    # pays for every padded step and a post costs about the same in a chunk of 8 as of 64, so on
+    # the CPU small chunks are fastest (python -m benchmarks.chunks: 2,328 posts/s in chunks of
+    # 16 against 1,942 in chunks of 64, one thread); on a GPU large ones are (its overlay: 256).
     inference_batch_size: int = Field(16, ge=1, le=10_000)
     # How the forward pass runs (model.predictor.RUNTIMES): auto is ONNX Runtime fp32 on the CPU
     # (1.3-1.4x PyTorch here, the same probabilities) and PyTorch on CUDA. onnx-int8 is faster
     # still, but its scores depend on the batch a post lands in (benchmarks/README.md).
     inference_runtime: Literal["auto", "torch", "torch-fp16", "onnx", "onnx-int8"] = "auto"
     # Chunks of one micro-batch that run through the model at once on the CPU, each in its own
-    # thread on one core; 0 is one per core of the node. Whole chunks side by side used two
-    # cores better than one chunk split over two threads (benchmarks/README.md). On CUDA one.
+    # thread on one core; 0 is one per core of the node. Whole chunks side by side use two cores
+    # better than one chunk split over two threads (benchmarks.chunks: 3,739 against 2,552
+    # posts/s; end to end 1.17-1.38x, benchmarks/README.md). Ignored on CUDA.
     inference_threads: int = Field(2, ge=0, le=1024)
     # Intra-op threads for PyTorch on CPU, per chunk; 0 keeps PyTorch's default (one per core).
     torch_threads: int = Field(1, ge=0, le=1024)

@@ -156,9 +156,9 @@ def batched_probabilities(
 ) -> torch.Tensor:
     """Softmax outputs for id sequences, batched by length; rows in input order, on the CPU.
 
-    Sorting by length means each batch pads only to its own longest sequence: ONNX Runtime's and
-    PyTorch's CPU LSTMs compute every padded step, and a post's cost barely depends on its
-    batch's size, so small batches waste less (benchmarks/README.md). With `pool`, batches run
+    Sorting by length means each batch pads only to its own longest sequence: ONNX Runtime's
+    LSTM computes every padded step, and on the CPU a post's cost barely depends on its batch's
+    size, so small batches waste less (benchmarks/README.md). With `pool`, batches run
     at once on its threads, each on one core: the forward passes release the GIL, and whole
     batches in parallel use two cores better than one batch's small matrix products split over
     two threads. On CUDA each batch is built in pinned host memory and copied with
