@@ -5,9 +5,9 @@ as shipped (its defaults, which segment in the poll loop); running one forward-p
 time on two ONNX threads (SENTIMENT_INFERENCE_THREADS=1, the defaults before chunks ran side by
 side); with SENTIMENT_TOKENIZER_PROCESSES=1 (segmenting in a worker process beside the model);
 with int8 weights (SENTIMENT_INFERENCE_RUNTIME=onnx-int8: faster, but its scores move with the
-batch); and, with
---baseline REF, the service of an earlier commit, run from a git worktree of it with its own
-shipped model. All get the same posts (the shipped sample reviews) in the same two phases:
+batch); and, with --baseline REF, the service of an earlier commit, run from a git worktree of
+it with its own shipped model. All get the same posts (the shipped sample reviews) in the same
+two phases:
 
 1. throughput: a burst of --posts posts; posts/s from the first post consumed to the last
    result written;
