@@ -14,21 +14,19 @@ Runtime's LSTM computes every padded step.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
 import time
-from pathlib import Path
 
 import torch
 
+from benchmarks.end_to_end import sample_texts
 from consumer.settings import Settings
 from model.artifact import load
 from model.encoding import Encoded
 from model.predictor import Predictor
 
-SAMPLES = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "reviews.jsonl"
 MICRO_BATCH = Settings.model_fields["batch_max_size"].default
 LAYOUTS = (("one chunk, 1 thread", 1, 1), ("one chunk, 2 threads", 2, 1),
            ("two chunks at once, 1 thread each", 1, 2))  # fmt: skip
@@ -82,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                                   *(argv if argv is not None else sys.argv[1:])]))  # fmt: skip
     torch.set_num_threads(1)
     loaded = load(args.model, device="cpu")
-    texts = [json.loads(line)["text"] for line in SAMPLES.read_text("utf-8").splitlines()]
+    texts = sample_texts()
     texts = (texts * (args.posts // len(texts) + 1))[: args.posts]
     encoded = Predictor(loaded).encode(texts)
     batches = [encoded[i : i + MICRO_BATCH] for i in range(0, len(encoded), MICRO_BATCH)]

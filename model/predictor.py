@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -145,6 +145,9 @@ class Predictor:
         return [top_tokens(e.tokens, s, top_k) for e, s in zip(encoded, scores, strict=True)]
 
 
+_Chunk = tuple[list[int], torch.Tensor, torch.Tensor]  # row indices, padded ids, lengths
+
+
 @torch.inference_mode()
 def batched_probabilities(
     model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -170,28 +173,23 @@ def batched_probabilities(
         return probs
     pin = device.type == "cuda"
 
-    def forward(chunk: tuple[list[int], torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        _, ids, lengths = chunk
+    def forward(chunk: _Chunk) -> tuple[list[int], torch.Tensor]:
+        idx, ids, lengths = chunk
         with torch.inference_mode():  # thread-local: the pool's threads need it too
             logits = model(ids.to(device, non_blocking=pin), lengths)
-            return torch.softmax(logits.float(), dim=-1).cpu()
+            return idx, torch.softmax(logits.float(), dim=-1).cpu()
 
-    chunks = _chunks(seqs, batch_size, pin)
-    if pool is None:
-        for chunk in chunks:
-            probs[torch.tensor(chunk[0])] = forward(chunk)
-    else:
+    chunks: Iterable[_Chunk] = _chunks(seqs, batch_size, pin)
+    if pool is not None:
         # Longest first: the last chunks to start are then the shortest, so the threads finish
         # together rather than one running the longest chunk alone (4% end to end).
-        built = list(chunks)[::-1]
-        for chunk, out in zip(built, pool.map(forward, built), strict=True):
-            probs[torch.tensor(chunk[0])] = out
+        chunks = list(chunks)[::-1]
+    for idx, out in (pool.map if pool is not None else map)(forward, chunks):
+        probs[torch.tensor(idx)] = out
     return probs
 
 
-def _chunks(
-    seqs: list[list[int]], batch_size: int, pin: bool
-) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+def _chunks(seqs: list[list[int]], batch_size: int, pin: bool) -> Iterator[_Chunk]:
     """(row indices, padded ids, lengths) per batch of similar lengths."""
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     for start in range(0, len(seqs), batch_size):
