@@ -54,6 +54,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
     from confluent_kafka import KafkaException
 
     from consumer import metrics
+    from consumer.cores import available_cores
     from consumer.http_server import Health, HttpServer
     from consumer.service import Service
     from model.artifact import ArtifactError, load, resolve_device
@@ -83,12 +84,13 @@ def run(settings: Settings, stop: threading.Event) -> int:
         except (ArtifactError, ValueError) as e:
             print(f"consumer: SENTIMENT_MODEL={settings.model}: {e}", file=sys.stderr)
             return 2
-        threads = settings.onnx_threads or os.cpu_count() or 1
-        chunk_threads = settings.inference_threads or os.cpu_count() or 1
+        cores = available_cores()  # the pod's CPU limit, not the node's cores
+        threads = settings.onnx_threads or cores
+        chunk_threads = settings.inference_threads or cores
         try:
             predictor = Predictor(
                 loaded, settings.inference_batch_size, settings.inference_runtime, threads,
-                chunk_threads,
+                chunk_threads, cores,
             )  # fmt: skip
         except ValueError as e:
             print(f"consumer: SENTIMENT_INFERENCE_RUNTIME={settings.inference_runtime}: {e}",
@@ -106,8 +108,8 @@ def run(settings: Settings, stop: threading.Event) -> int:
             }
         )
         log.info(
-            "model %s on %s (%s) loaded in %.1f s; %s, batches of up to %d within %d ms",
-            loaded.version, loaded.device, predictor.runtime, time.perf_counter() - t0,
+            "model %s on %s (%s, %d cores) loaded in %.1f s; %s, batches of up to %d within %d ms",
+            loaded.version, loaded.device, predictor.runtime, cores, time.perf_counter() - t0,
             settings.processing_guarantee, settings.batch_max_size, settings.batch_max_wait_ms,
         )  # fmt: skip
         shadow = None
@@ -117,7 +119,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
             try:
                 candidate = Predictor(
                     load(settings.shadow_model, device=device), settings.inference_batch_size,
-                    settings.inference_runtime, threads, chunk_threads,
+                    settings.inference_runtime, threads, chunk_threads, cores,
                 )  # fmt: skip
             except (ArtifactError, ValueError) as e:
                 print(f"consumer: SENTIMENT_SHADOW_MODEL={settings.shadow_model}: {e}",

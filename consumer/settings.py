@@ -84,24 +84,28 @@ class Settings(BaseSettings):
     # consume() fills a batch at once whatever the wait.
     batch_max_size: int = Field(256, ge=1, le=10_000)
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000)
-    # The forward pass runs in chunks of this many posts sorted by length. ONNX Runtime's LSTM
-    # pays for every padded step and a post costs about the same in a chunk of 8 as of 64, so on
-    # the CPU small chunks are fastest (python -m benchmarks.chunks: 2,328 posts/s in chunks of
-    # 16 against 1,942 in chunks of 64, one thread); on a GPU large ones are (its overlay: 256).
-    inference_batch_size: int = Field(16, ge=1, le=10_000)
-    # How the forward pass runs (model.predictor.RUNTIMES): auto is ONNX Runtime fp32 on the CPU
-    # (1.3-1.4x PyTorch here, the same probabilities) and PyTorch on CUDA. onnx-int8 is faster
-    # still, but its scores depend on the batch a post lands in (benchmarks/README.md).
-    inference_runtime: Literal["auto", "torch", "torch-fp16", "onnx", "onnx-int8"] = "auto"
+    # The forward pass runs in chunks of this many posts sorted by length; 0 is the runtime's
+    # own (model.predictor.DEFAULT_CHUNK). ONNX Runtime's LSTM pays for every padded step and a
+    # post costs about the same in a chunk of 8 as of 64, so its chunks are 16 (python -m
+    # benchmarks.chunks: 2,328 posts/s in chunks of 16 against 1,942 in chunks of 64, one
+    # thread). The table runtime computes no padded step and pays a Python step per chunk, so
+    # its chunks are 256, and so are a GPU's.
+    inference_batch_size: int = Field(0, ge=0, le=10_000)
+    # How the forward pass runs (model.predictor.RUNTIMES). auto, on the CPU: with two or more
+    # cores ONNX Runtime fp32, whose chunks run side by side; with one (a pod's CPU limit
+    # counts, consumer.cores) the table runtime, fp32 with the input side folded into lookup
+    # tables, which labels about 1.45x the posts on that core (benchmarks.capacity). PyTorch on
+    # CUDA. onnx-int8 is cheaper still, but its scores depend on the batch a post lands in.
+    inference_runtime: Literal["auto", "torch", "torch-fp16", "onnx", "onnx-int8", "table"] = "auto"
     # Chunks of one micro-batch that run through the model at once on the CPU, each in its own
-    # thread on one core; 0 is one per core of the node. Whole chunks side by side use two cores
-    # better than one chunk split over two threads (benchmarks.chunks: 3,739 against 2,552
-    # posts/s; end to end 1.17-1.38x, benchmarks/README.md). Ignored on CUDA.
+    # thread on one core; 0 is one per core the process may use. Whole chunks side by side use
+    # two cores better than one chunk split over two threads (benchmarks.chunks: 3,739 against
+    # 2,552 posts/s; end to end 1.17-1.38x, benchmarks/README.md). Ignored on CUDA and by the
+    # table runtime, whose Python steps hold the GIL.
     inference_threads: int = Field(2, ge=0, le=1024)
     # Intra-op threads for PyTorch on CPU, per chunk; 0 keeps PyTorch's default (one per core).
     torch_threads: int = Field(1, ge=0, le=1024)
-    # Intra-op threads for ONNX Runtime (the CPU default), per chunk; 0 is one per core, which in
-    # a container counts the node's cores, not the pod's limit.
+    # Intra-op threads for ONNX Runtime, per chunk; 0 is one per core the process may use.
     onnx_threads: int = Field(1, ge=0, le=1024)
     # Worker processes that segment the next batch while the poll loop runs the model on this
     # one; 0 segments in the poll loop's thread, taking turns with the model. With rjieba

@@ -72,19 +72,21 @@ def test_n_posts_in_give_exactly_n_results_with_their_ids(
     assert svc.stop() == 0
 
 
-@pytest.mark.parametrize("tokenizer_processes", [2, 0])
+@pytest.mark.parametrize(("tokenizer_processes", "runtime"), [(2, "auto"), (0, "auto"), (0, "table")])
 def test_the_service_labels_like_the_model_in_process(
-    kafka_bootstrap, make_topics, start_service, model_name, tokenizer_processes
+    kafka_bootstrap, make_topics, start_service, model_name, tokenizer_processes, runtime
 ):
-    """Same texts, same artifact: the service's labels and scores are the predictor's, with
-    segmentation in worker processes or in the poll loop's thread."""
+    """Same texts, same artifact: the service's labels and scores are the predictor's (PyTorch),
+    with segmentation in worker processes or in the poll loop's thread, and on the table
+    runtime."""
     from model.artifact import load
     from model.predictor import Predictor
 
     topics = make_topics(1)
     start_service(
-        topics, unique("group"), tokenizer_processes=tokenizer_processes, batch_max_size=32
-    )
+        topics, unique("group"), tokenizer_processes=tokenizer_processes, batch_max_size=32,
+        inference_runtime=runtime,
+    )  # fmt: skip
     rows = posts(200)
     produce(kafka_bootstrap, topics.input, encode(rows))
     want = {r["id"] for r in rows}

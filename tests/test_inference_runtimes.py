@@ -1,9 +1,10 @@
 """The forward pass on each CPU runtime computes what PyTorch fp32 computes.
 
 ONNX Runtime fp32 must give the same probabilities (to float rounding) for every pooling the
-graph supports, stacked and unidirectional LSTMs included; int8 must keep the shipped model's
-accuracy on the held-out test split within the 0.3 points the default is chosen by. fp16
-autocast needs CUDA, which these machines lack: benchmarks/gpu_check.sh measures it there.
+graph supports, stacked and unidirectional LSTMs included, and so must the table runtime for
+every single-layer model it folds; int8 must keep the shipped model's accuracy on the held-out
+test split within the 0.3 points the default is chosen by. fp16 autocast needs CUDA, which
+these machines lack: benchmarks/gpu_check.sh measures it there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from model.artifact import load
 from model.network import ClassifierConfig, SentimentClassifier
 from model.onnx_graph import OnnxForward
 from model.predictor import Predictor, batched_probabilities, resolve_runtime
+from model.table_lstm import TableForward
 
 
 def random_batch(n: int, vocab: int, max_len: int, seed: int = 0) -> list[list[int]]:
@@ -29,6 +31,16 @@ def random_batch(n: int, vocab: int, max_len: int, seed: int = 0) -> list[list[i
      ("last", 2, True, 0, 0), ("last", 1, False, 0, 0), ("max_mean", 1, True, 30, 7)],
 )  # fmt: skip
 def test_onnx_graph_computes_the_torch_probabilities(pooling, layers, bidirectional, chars, cues):
+    model = small_model(pooling, layers, bidirectional, chars, cues)
+    seqs = random_batch(40, 50, 17)
+    want = batched_probabilities(model, seqs, 16, torch.device("cpu"), 2)
+    got = batched_probabilities(OnnxForward(model), seqs, 16, torch.device("cpu"), 2)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def small_model(
+    pooling: str, layers: int, bidirectional: bool, chars: int, cues: int
+) -> SentimentClassifier:
     torch.manual_seed(1)
     cfg = ClassifierConfig(vocab_size=50, embed_dim=12, hidden_size=10, num_layers=layers,
                            bidirectional=bidirectional, pooling=pooling, char_vocab_size=chars,
@@ -38,11 +50,50 @@ def test_onnx_graph_computes_the_torch_probabilities(pooling, layers, bidirectio
         table = torch.randint(0, chars, (50, cfg.chars_per_token))
         table[:, 0] = torch.where(torch.arange(50) % 7 == 0, 0, table[:, 0].clamp(min=1))
         model.encoder.token_chars.copy_(table)
+    if cues:
         model.encoder.token_cues.copy_(torch.randint(0, cues, (50,)))
-    seqs = random_batch(40, 50, 17)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("pooling", "bidirectional", "chars", "cues"),
+    [("max_mean", True, 0, 0), ("max", True, 0, 0), ("mean", False, 0, 0), ("last", True, 0, 0),
+     ("last", False, 0, 0), ("max_mean", True, 30, 7), ("mean", True, 30, 0)],
+)  # fmt: skip
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_table_runtime_computes_the_torch_probabilities(pooling, bidirectional, chars, cues, chunk):
+    # Lengths 1-17 in chunks that mix them: rows leave the recurrence at different steps, and a
+    # chunk of one has no neighbour at all.
+    model = small_model(pooling, 1, bidirectional, chars, cues)
+    seqs = random_batch(40, 50, 17, seed=4)
     want = batched_probabilities(model, seqs, 16, torch.device("cpu"), 2)
-    got = batched_probabilities(OnnxForward(model), seqs, 16, torch.device("cpu"), 2)
+    got = batched_probabilities(TableForward(model), seqs, chunk, torch.device("cpu"), 2)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_table_runtime_says_what_it_cannot_fold_and_auto_passes_it_by():
+    cpu = torch.device("cpu")
+    for model, why in (
+        (SentimentClassifier(ClassifierConfig(vocab_size=10, num_layers=2)), "one LSTM layer"),
+        (SentimentClassifier(ClassifierConfig(vocab_size=10, pooling="attention")), "every output"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            TableForward(model)
+        with pytest.raises(ValueError, match="use onnx or torch"):
+            resolve_runtime("table", cpu, model)
+        assert resolve_runtime("auto", cpu, model, cores=1) == "onnx"
+    folds = SentimentClassifier(ClassifierConfig(vocab_size=10))
+    assert resolve_runtime("auto", cpu, folds, cores=1) == "table"
+    assert resolve_runtime("auto", cpu, folds, cores=2) == "onnx"
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_runtime("table", torch.device("cuda"), folds)
+
+
+def test_table_runtime_runs_whole_chunks_in_the_callers_thread(model_name):
+    # Its Python steps hold the GIL: a pool would only make the chunks contend for it.
+    p = Predictor(load(model_name), runtime="table", chunk_threads=2)
+    assert p._pool is None and p.batch_size == 256
+    assert Predictor(load(model_name), runtime="onnx", chunk_threads=2).batch_size == 16
 
 
 def test_onnx_runs_on_the_threads_asked_for_with_the_same_probabilities():
@@ -122,7 +173,9 @@ def test_cpu_runtimes_keep_the_shipped_models_test_accuracy(model_name):
 
     fp32, fp32_labels = accuracy("torch")
     _, onnx_labels = accuracy("onnx")
+    _, table_labels = accuracy("table")
     int8, int8_labels = accuracy("onnx-int8")
     assert onnx_labels == fp32_labels
+    assert table_labels == fp32_labels
     assert abs(int8 - fp32) <= 0.003, (int8, fp32)
     assert sum(a == b for a, b in zip(int8_labels, fp32_labels, strict=True)) / len(gold) > 0.98

@@ -44,7 +44,7 @@ BAD = [
     ("SENTIMENT_BATCH_MAX_SIZE", "0", "greater than or equal to 1"),
     ("SENTIMENT_BATCH_MAX_SIZE", "lots", "valid integer"),
     ("SENTIMENT_BATCH_MAX_WAIT_MS", "0", "greater than or equal to 1"),
-    ("SENTIMENT_INFERENCE_BATCH_SIZE", "0", "greater than or equal to 1"),
+    ("SENTIMENT_INFERENCE_BATCH_SIZE", "-1", "greater than or equal to 0"),
     ("SENTIMENT_TORCH_THREADS", "-1", "greater than or equal to 0"),
     ("SENTIMENT_ONNX_THREADS", "-1", "greater than or equal to 0"),
     ("SENTIMENT_INFERENCE_THREADS", "-1", "greater than or equal to 0"),
