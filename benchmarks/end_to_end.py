@@ -1,13 +1,13 @@
 """End-to-end benchmark through a real broker: the service against the naive per-message loop.
 
 The consumers, one after the other on the same broker and posts: the naive loop; the service
-as shipped (its defaults, which segment in the poll loop); running one forward-pass chunk at a
-time on two ONNX threads (SENTIMENT_INFERENCE_THREADS=1, the defaults before chunks ran side by
-side); with SENTIMENT_TOKENIZER_PROCESSES=1 (segmenting in a worker process beside the model);
-with int8 weights (SENTIMENT_INFERENCE_RUNTIME=onnx-int8: faster, but its scores move with the
-batch); and, with --baseline REF, the service of an earlier commit, run from a git worktree of
-it with its own shipped model. All get the same posts (the shipped sample reviews) in the same
-two phases:
+as shipped (its defaults, which segment in the poll loop); on the table runtime
+(SENTIMENT_INFERENCE_RUNTIME=table, what auto picks on one core); with
+SENTIMENT_TOKENIZER_PROCESSES=1 (segmenting in a worker process beside the model); with int8
+weights (SENTIMENT_INFERENCE_RUNTIME=onnx-int8: faster, but its scores move with the batch);
+and, with --baseline REF, the service of an earlier commit, run from a git worktree of it with
+its own shipped model. --variant replaces the service columns with your own. All get the same
+posts (the shipped sample reviews) in the same two phases:
 
 1. throughput: a burst of --posts posts; posts/s from the first post consumed to the last
    result written;
@@ -21,7 +21,7 @@ come back (nothing lost). The bars: the service's throughput >= 10x the naive lo
 cores.
 
     python -m benchmarks.end_to_end [--posts 3000] [--paced-seconds 6] [--model default]
-                                    [--baseline 6935144]
+                                    [--baseline 6935144] [--variant NAME:SENTIMENT_X=V,...]
 """
 
 from __future__ import annotations
@@ -149,7 +149,11 @@ def start(
     model: str,
     env_extra: dict[str, str],
     cwd: Path | None = None,
-) -> subprocess.Popen[str]:
+    prefix: list[str] | None = None,
+) -> tuple[subprocess.Popen[str], int]:
+    """The consumer's process, once it is ready, and the service's HTTP port (0 for naive).
+
+    `prefix` goes before the command (taskset, to give the service fewer cores)."""
     group = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
     if cwd is not None:  # another commit's code, run from its worktree
@@ -161,7 +165,7 @@ def start(
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("the naive consumer did not start")
-        return proc
+        return proc, 0
     port = free_port()
     env.update(
         SENTIMENT_BOOTSTRAP_SERVERS=bootstrap,
@@ -177,13 +181,14 @@ def start(
         ),
         **env_extra,
     )
-    proc = subprocess.Popen([sys.executable, "-m", "consumer"], env=env, text=True, cwd=cwd)
+    cmd = [*(prefix or []), sys.executable, "-m", "consumer"]
+    proc = subprocess.Popen(cmd, env=env, text=True, cwd=cwd)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                 if r.status == 200:
-                    return proc
+                    return proc, port
         except OSError:
             time.sleep(0.2)  # polling /readyz until the service answers it
     raise RuntimeError("the service did not become ready")
@@ -214,7 +219,7 @@ def measure(
         {topics["in"]: PARTITIONS, topics["out"]: PARTITIONS, topics["dlq"]: 1},
     )
     fig = Figures(kind)
-    proc = start(kind, bootstrap, topics, model, env or {}, cwd)
+    proc, _ = start(kind, bootstrap, topics, model, env or {}, cwd)
     reader = Reader(bootstrap, topics["out"])
     sent: list[str] = []
     try:
@@ -266,6 +271,28 @@ def worktree(ref: str) -> Iterator[Path]:
                            check=False)  # fmt: skip
 
 
+# The service's columns: the first is the one the bars read.
+VARIANTS: list[tuple[str, dict[str, str]]] = [
+    ("service (defaults)", {}),  # segmenting in the poll loop: 0 workers
+    ("service, table", {"SENTIMENT_INFERENCE_RUNTIME": "table"}),
+    ("service, 1 worker", {"SENTIMENT_TOKENIZER_PROCESSES": "1"}),
+    ("service, onnx-int8", {"SENTIMENT_INFERENCE_RUNTIME": "onnx-int8"}),
+]
+
+
+def variant(text: str) -> tuple[str, dict[str, str]]:
+    """'name:SENTIMENT_X=1,SENTIMENT_Y=2' -> (name, {SENTIMENT_X: 1, ...})."""
+    name, colon, spec = text.partition(":")
+    pairs = [item.split("=", 1) for item in spec.split(",") if item]
+    if (
+        not name
+        or not colon
+        or any(len(p) != 2 or not p[0].startswith("SENTIMENT_") for p in pairs)
+    ):
+        raise argparse.ArgumentTypeError(f"expected NAME:SENTIMENT_VAR=VALUE,..., got {text!r}")
+    return name, {k: v for k, v in pairs}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="service vs naive per-message loop, via Kafka")
     ap.add_argument("--posts", type=int, default=3000, help="posts in the throughput burst")
@@ -273,6 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
     ap.add_argument("--baseline", default="", help="a git commit whose service to run as well")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        type=variant,
+        metavar="NAME:VAR=VALUE,...",
+        help="a service column with these SENTIMENT_ settings, instead of the standard ones "
+        "(repeatable; the first is the one the bars read)",
+    )
     args = ap.parse_args(argv)
     print("command:", shlex.join([Path(sys.executable).name, "-m", "benchmarks.end_to_end",
                                   *(argv if argv is not None else sys.argv[1:])]))  # fmt: skip
@@ -297,15 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         naive = measure("naive", args.bootstrap, texts, args.posts, None, args.paced_seconds,
                         args.model)  # fmt: skip
         rates = list(naive.latency)
-        for name, extra in (
-            ("service (defaults)", {}),  # segmenting in the poll loop: 0 workers
-            (
-                "service, 1 chunk at a time",
-                {"SENTIMENT_INFERENCE_THREADS": "1", "SENTIMENT_ONNX_THREADS": "2"},
-            ),
-            ("service, 1 worker", {"SENTIMENT_TOKENIZER_PROCESSES": "1"}),
-            ("service, onnx-int8", {"SENTIMENT_INFERENCE_RUNTIME": "onnx-int8"}),
-        ):
+        for name, extra in args.variant or VARIANTS:
             runs.append((name, measure("service", args.bootstrap, texts, args.posts, rates,
                                        args.paced_seconds, args.model, extra)))  # fmt: skip
         if args.baseline:
@@ -317,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         if broker is not None:
             broker.stop()
     report(naive, runs)
-    service = dict(runs)["service (defaults)"]  # the bars are the defaults', not the best column's
+    service = runs[0][1]  # the bars are the first column's (the defaults'), not the best one's
     ratio = service.throughput / naive.throughput
     ok = ratio >= BAR and naive.lost == 0 and all(f.lost == 0 for _, f in runs)
     print(f"bar: service >= {BAR:.0f}x naive with nothing lost: {ratio:.1f}x, "

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     topics = {"in": f"soak-in-{tag}", "out": f"soak-out-{tag}", "dlq": f"soak-dlq-{tag}"}
     partitions = {topics["in"]: PARTITIONS, topics["out"]: PARTITIONS, topics["dlq"]: 1}
     create_topics(AdminClient({"bootstrap.servers": args.bootstrap}), partitions)
-    proc = start("service", args.bootstrap, topics, args.model, {})
+    proc, _ = start("service", args.bootstrap, topics, args.model, {})
     results = Counter(args.bootstrap, topics["out"])
     produced: list[str] = []
     samples: list[Sample] = []

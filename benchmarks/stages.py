@@ -155,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     stages["vocabulary lookup"] = per_post_ms(
         lambda: [loaded.vocab.encode(t, loaded.max_len) for t in tokens], n, args.repeats
     )
-    for runtime in ("torch", "onnx", "onnx-int8"):
+    for runtime in ("torch", "onnx", "onnx-int8", "table"):
         p = Predictor(loaded, batch_size=args.chunk, runtime=runtime, threads=args.threads)
-        stages[f"BiLSTM, chunks of {args.chunk}, {runtime}"] = per_post_ms(
+        stages[f"BiLSTM, chunks of {p.batch_size}, {runtime}"] = per_post_ms(
             lambda p=p: p.probabilities(encoded),  # type: ignore[misc]
             n,
             args.repeats,
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
               f"broker, batches of 256): {cpu_us:.1f} µs CPU per post ({wall_us:.1f} µs wall); "
               f"aim <= {LOOP_AIM_US:.0f} µs: {verdict}")  # fmt: skip
     default_runtime = Predictor(loaded, runtime="auto").runtime
-    model = stages[f"BiLSTM, chunks of {args.chunk}, {default_runtime}"]
+    model = next(v for k, v in stages.items() if k.endswith(f", {default_runtime}"))
     segment = next(v for k, v in stages.items() if k.endswith("(the model's)"))
     segment += stages["vocabulary lookup"]
     cores = os.cpu_count() or 1

@@ -53,3 +53,26 @@ def test_chunk_benchmark_reports_each_layout_per_chunk_size():
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert len(cells) == 5 and all(float(c.replace(",", "").rstrip("%")) > 0 for c in cells)
     assert "padded to one post of 100 tokens" in out
+
+
+def test_capacity_benchmark_drains_a_backlog_and_reports_each_variant():
+    out = run([sys.executable, "-m", "benchmarks.capacity", "--posts", "2000", "--rounds", "1",
+               "--variant", "table:SENTIMENT_INFERENCE_RUNTIME=table"])  # fmt: skip
+    rows = [line for line in out.splitlines() if line.startswith("| table | 1 |")]
+    assert len(rows) == 1, out
+    cells = [float(c.strip().replace(",", "")) for c in rows[0].strip("|").split("|")[2:]]
+    # posts/s, wall, forward pass, segmentation, service CPU, broker CPU
+    assert len(cells) == 6 and all(c > 0 for c in cells[:5]), rows
+
+
+def test_benchmark_variants_take_only_service_settings():
+    import argparse
+
+    from benchmarks.end_to_end import variant
+
+    assert variant("t:SENTIMENT_INFERENCE_RUNTIME=table,SENTIMENT_X=a=b") == (
+        "t", {"SENTIMENT_INFERENCE_RUNTIME": "table", "SENTIMENT_X": "a=b"})  # fmt: skip
+    assert variant("plain:") == ("plain", {})
+    for bad in ("no-colon-value=1", ":SENTIMENT_X=1", "t:PATH=/tmp", "t:SENTIMENT_X"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            variant(bad)

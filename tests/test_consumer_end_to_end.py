@@ -72,7 +72,9 @@ def test_n_posts_in_give_exactly_n_results_with_their_ids(
     assert svc.stop() == 0
 
 
-@pytest.mark.parametrize(("tokenizer_processes", "runtime"), [(2, "auto"), (0, "auto"), (0, "table")])
+@pytest.mark.parametrize(
+    ("tokenizer_processes", "runtime"), [(2, "auto"), (0, "auto"), (0, "table")]
+)
 def test_the_service_labels_like_the_model_in_process(
     kafka_bootstrap, make_topics, start_service, model_name, tokenizer_processes, runtime
 ):
