@@ -62,8 +62,11 @@ def per_post_ms(fn: Callable[[], object], n: int, repeats: int) -> float:
     return statistics.median(times) / n * 1e3
 
 
-def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float]:
-    """CPU µs and wall µs per post of the service's loop without segmentation or the model."""
+def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float, float]:
+    """CPU µs, wall µs and the loop thread's own CPU µs per post of the service's loop without
+    segmentation or the model, with the service's own consumer and producer configs
+    (librdkafka statistics included). The thread's own share includes the librdkafka work its
+    calls do (building messages, serving callbacks); the rest is librdkafka's threads."""
     with EmbeddedBroker() as broker:
         broker.create_topics({"in": 3, "out": 3, "dlq": 1})
         p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 50})
@@ -73,12 +76,10 @@ def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float]:
                 p.poll(0)
         p.flush(60)
         s = Settings(bootstrap_servers=broker.bootstrap, input_topic="in", output_topic="out",
-                     dlq_topic="dlq")  # fmt: skip
-        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex,
-                             "auto.offset.reset": "earliest", "enable.auto.offset.store": False,
-                             "enable.auto.commit": False})  # fmt: skip
+                     dlq_topic="dlq", group_id=uuid.uuid4().hex)  # fmt: skip
+        consumer_cfg, producer_cfg = kafka_configs(s)  # the service's own consumer and producer
+        consumer = Consumer(consumer_cfg)
         consumer.subscribe(["in"])
-        _, producer_cfg = kafka_configs(s)  # the service's own producer
         delivery = Delivery(
             consumer, producer_cfg, dlq_topic="dlq", exactly_once=False, stop=threading.Event()
         )
@@ -86,13 +87,13 @@ def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float]:
         counter = metrics.RESULTS_PRODUCED.labels(label="positive")
         headers = [("model.version", b"v0")]
         done = 0
-        cpu0 = wall0 = 0.0
+        cpu0 = wall0 = thread0 = 0.0
         while done < n:
             msgs = [m for m in consumer.consume(batch, 1.0) if m.error() is None]
             if not msgs:
                 continue
             if not done:  # the clock starts once the group has its partitions
-                cpu0, wall0 = time.process_time(), time.perf_counter()
+                cpu0, wall0, thread0 = time.process_time(), time.perf_counter(), time.thread_time()
             posts, dead = decode_batch(msgs, s)
             at = now_ms()
             records = [Outgoing("out", q.key, result_value(q, pred, "v0", at), headers, counter,
@@ -100,8 +101,9 @@ def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float]:
             delivery.deliver(msgs, records, dead)
             done += len(msgs)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        thread = time.thread_time() - thread0
         consumer.close()
-        return cpu / done * 1e6, wall / done * 1e6
+        return cpu / done * 1e6, wall / done * 1e6, thread / done * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,11 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {ms:.3f} |")
     if args.loop_posts:
         rows = [r.encode() for r in raw]
-        cpu_us, wall_us = poll_loop_us(rows, args.loop_posts, 256)
+        cpu_us, wall_us, thread_us = poll_loop_us(rows, args.loop_posts, 256)
         verdict = "met" if cpu_us <= LOOP_AIM_US else "not met"
         print(f"\npoll loop without the model ({args.loop_posts} posts through an embedded "
-              f"broker, batches of 256): {cpu_us:.1f} µs CPU per post ({wall_us:.1f} µs wall); "
-              f"aim <= {LOOP_AIM_US:.0f} µs: {verdict}")  # fmt: skip
+              f"broker, batches of 256): {cpu_us:.1f} µs CPU per post, {thread_us:.1f} of it "
+              f"in the loop's own thread ({wall_us:.1f} µs wall); aim <= {LOOP_AIM_US:.0f} µs: "
+              f"{verdict}")  # fmt: skip
     default_runtime = Predictor(loaded, runtime="auto").runtime
     model = next(v for k, v in stages.items() if k.endswith(f", {default_runtime}"))
     segment = next(v for k, v in stages.items() if k.endswith("(the model's)"))
