@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     # How the forward pass runs (model.predictor.RUNTIMES). auto, on the CPU: with two or more
     # cores ONNX Runtime fp32, whose chunks run side by side; with one (a pod's CPU limit
     # counts, consumer.cores) the table runtime, fp32 with the input side folded into lookup
-    # tables, which labels about 1.45x the posts on that core (benchmarks.capacity). PyTorch on
-    # CUDA. onnx-int8 is cheaper still, but its scores depend on the batch a post lands in.
+    # tables, which drained a backlog 1.2-1.5x faster on that core (benchmarks.capacity).
+    # PyTorch on CUDA. onnx-int8 is cheaper still, but its scores depend on the batch a post
+    # lands in.
     inference_runtime: Literal["auto", "torch", "torch-fp16", "onnx", "onnx-int8", "table"] = "auto"
     # Chunks of one micro-batch that run through the model at once on the CPU, each in its own
     # thread on one core; 0 is one per core the process may use. Whole chunks side by side use

@@ -40,7 +40,7 @@ class Prediction:
 #               get another score. Opt in where that is acceptable.
 #   table       fp32 with the embedding and the LSTM's input projection folded into lookup
 #               tables at load, the recurrence in PyTorch over live rows only (CPU only;
-#               model.table_lstm): the same probabilities for about 60% of ONNX Runtime's CPU
+#               model.table_lstm): the same probabilities for about 70% of ONNX Runtime's CPU
 #               time, on one core. Its Python step per time step holds the GIL, so it cannot
 #               share a second core the way ONNX Runtime's chunks do.
 #   auto        on the CPU: table where the process has one core and the model allows it,
@@ -64,9 +64,9 @@ def resolve_runtime(
     if runtime == "auto":
         if device.type == "cuda":
             return "torch"
-        # One core: the table runtime labels about 1.45x the posts ONNX Runtime does. Two or
-        # more: ONNX Runtime's chunks run side by side without the GIL, and win end to end
-        # (python -m benchmarks.capacity, benchmarks/README.md).
+        # One core: the table runtime drained a backlog 1.2-1.5x faster than ONNX Runtime. Two
+        # cores: level, since ONNX Runtime's chunks run side by side without the GIL; more: ONNX
+        # Runtime's chunks scale with them (python -m benchmarks.capacity, benchmarks/README.md).
         one_core_table = (
             cores <= 1
             and model is not None
