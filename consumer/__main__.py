@@ -108,7 +108,8 @@ def run(settings: Settings, stop: threading.Event) -> int:
             }
         )
         log.info(
-            "model %s on %s (%s, %d cores) loaded in %.1f s; %s, batches of up to %d within %d ms",
+            "model %s on %s (runtime %s, cores %d) loaded in %.1f s; %s, batches of up to %d "
+            "within %d ms",
             loaded.version, loaded.device, predictor.runtime, cores, time.perf_counter() - t0,
             settings.processing_guarantee, settings.batch_max_size, settings.batch_max_wait_ms,
         )  # fmt: skip

@@ -11,6 +11,8 @@ The recurrence runs in PyTorch over the rows sorted longest first. At each step 
 still inside their text take part, as packing does, so padding costs nothing and a chunk may be
 large; max and mean pooling are kept as a running max and sum, so no (T, B, 2H) output is ever
 built. The probabilities are the PyTorch model's to within float rounding (tests check 1e-5).
+Each time step is a handful of PyTorch calls from Python, which hold the GIL between them, so
+the runtime uses one core: chunks side by side on threads only contend (benchmarks/README.md).
 
 Single-layer LSTMs with last, max, mean or max_mean pooling only: a second layer's input is not
 a token, and attention needs every output. The table costs V x 4H x 4 bytes per direction

@@ -342,6 +342,7 @@ def start_service(
         group: str,
         wait: bool = True,
         kafka_config: dict[str, Any] | None = None,
+        prefix: list[str] | None = None,  # before the command: taskset, to give it fewer cores
         **settings: Any,
     ) -> ServiceProcess:
         port = free_port()
@@ -362,7 +363,7 @@ def start_service(
         log_path = tmp_path / f"service-{len(started)}.log"
         log = log_path.open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "consumer"],
+            [*(prefix or []), sys.executable, "-m", "consumer"],
             cwd=tmp_path,  # not the repo root, so a developer's .env cannot leak in
             env=env,
             stdout=log,

@@ -101,6 +101,29 @@ def test_the_service_labels_like_the_model_in_process(
         assert served[row["id"]]["score"] == pytest.approx(pred.score, abs=1e-4)
 
 
+def test_a_one_core_service_picks_the_table_runtime_and_labels_the_same(
+    kafka_bootstrap, make_topics, start_service, model_name
+):
+    """auto chooses by the cores the process may use: pinned to one CPU (as a pod with a CPU
+    limit of 1 is limited), the table runtime; the labels stay the predictor's."""
+    from model.artifact import load
+    from model.predictor import Predictor
+
+    topics = make_topics(1)
+    svc = start_service(topics, unique("group"), prefix=["taskset", "-c", "0"])
+    assert "(runtime table, cores 1)" in svc.log(), svc.log()
+    rows = posts(60)
+    produce(kafka_bootstrap, topics.input, encode(rows))
+    want = {r["id"] for r in rows}
+    out = read_until(kafka_bootstrap, [topics.output], lambda ms: set(ids_of(ms)) >= want)
+    served = {json.loads(m.value())["id"]: json.loads(m.value()) for m in out}
+    preds = Predictor(load(model_name)).predict([r["text"] for r in rows])
+    for row, pred in zip(rows, preds, strict=True):
+        assert served[row["id"]]["label"] == pred.label
+        assert served[row["id"]]["score"] == pytest.approx(pred.score, abs=1e-4)
+    assert svc.stop() == 0
+
+
 def malformed(max_bytes: int) -> list[tuple[str, bytes]]:
     """(expected reason, raw value) for every kind of bad input the service must survive."""
     return [
