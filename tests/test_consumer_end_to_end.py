@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from consumer import records
 from model.artifact import resolve_path
 from tests.conftest import (
+    Topics,
     committed_total,
     encode,
     ids_of,
@@ -81,24 +83,12 @@ def test_the_service_labels_like_the_model_in_process(
     """Same texts, same artifact: the service's labels and scores are the predictor's (PyTorch),
     with segmentation in worker processes or in the poll loop's thread, and on the table
     runtime."""
-    from model.artifact import load
-    from model.predictor import Predictor
-
     topics = make_topics(1)
     start_service(
         topics, unique("group"), tokenizer_processes=tokenizer_processes, batch_max_size=32,
         inference_runtime=runtime,
     )  # fmt: skip
-    rows = posts(200)
-    produce(kafka_bootstrap, topics.input, encode(rows))
-    want = {r["id"] for r in rows}
-    out = read_until(kafka_bootstrap, [topics.output], lambda ms: set(ids_of(ms)) >= want)
-    served = {json.loads(m.value())["id"]: json.loads(m.value()) for m in out}
-
-    preds = Predictor(load(model_name)).predict([r["text"] for r in rows])
-    for row, pred in zip(rows, preds, strict=True):
-        assert served[row["id"]]["label"] == pred.label
-        assert served[row["id"]]["score"] == pytest.approx(pred.score, abs=1e-4)
+    assert_labels_like_the_predictor(kafka_bootstrap, topics, posts(200), model_name)
 
 
 def test_a_one_core_service_picks_the_table_runtime_and_labels_the_same(
@@ -106,22 +96,28 @@ def test_a_one_core_service_picks_the_table_runtime_and_labels_the_same(
 ):
     """auto chooses by the cores the process may use: pinned to one CPU (as a pod with a CPU
     limit of 1 is limited), the table runtime; the labels stay the predictor's."""
-    from model.artifact import load
-    from model.predictor import Predictor
-
     topics = make_topics(1)
     svc = start_service(topics, unique("group"), prefix=["taskset", "-c", "0"])
     assert "(runtime table, cores 1)" in svc.log(), svc.log()
-    rows = posts(60)
-    produce(kafka_bootstrap, topics.input, encode(rows))
+    assert_labels_like_the_predictor(kafka_bootstrap, topics, posts(60), model_name)
+    assert svc.stop() == 0
+
+
+def assert_labels_like_the_predictor(
+    bootstrap: str, topics: Topics, rows: list[dict[str, Any]], model_name: str
+) -> None:
+    """Produce `rows`, read every result, and compare each with PyTorch's in-process label."""
+    from model.artifact import load
+    from model.predictor import Predictor
+
+    produce(bootstrap, topics.input, encode(rows))
     want = {r["id"] for r in rows}
-    out = read_until(kafka_bootstrap, [topics.output], lambda ms: set(ids_of(ms)) >= want)
+    out = read_until(bootstrap, [topics.output], lambda ms: set(ids_of(ms)) >= want)
     served = {json.loads(m.value())["id"]: json.loads(m.value()) for m in out}
     preds = Predictor(load(model_name)).predict([r["text"] for r in rows])
     for row, pred in zip(rows, preds, strict=True):
         assert served[row["id"]]["label"] == pred.label
         assert served[row["id"]]["score"] == pytest.approx(pred.score, abs=1e-4)
-    assert svc.stop() == 0
 
 
 def malformed(max_bytes: int) -> list[tuple[str, bytes]]:
