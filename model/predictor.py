@@ -65,8 +65,8 @@ def resolve_runtime(
         if device.type == "cuda":
             return "torch"
         # One core: the table runtime drained a backlog 1.2-1.5x faster than ONNX Runtime. Two
-        # cores: level, since ONNX Runtime's chunks run side by side without the GIL; more: ONNX
-        # Runtime's chunks scale with them (python -m benchmarks.capacity, benchmarks/README.md).
+        # cores: level, since ONNX Runtime's chunks run side by side without the GIL, and only
+        # they can use more (python -m benchmarks.capacity, benchmarks/README.md).
         one_core_table = (
             cores <= 1
             and model is not None
