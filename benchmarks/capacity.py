@@ -29,6 +29,7 @@ import uuid
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.end_to_end import PARTITIONS, family, post_values, sample_texts, start, variant
 from benchmarks.soak import cpu_seconds
@@ -41,15 +42,13 @@ VARIANTS = [
 
 
 def scrape(port: int) -> dict[str, float]:
-    """The service's metrics, each name summed over its labels."""
+    """The service's metrics, each sample name summed over its labels."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            key = name.split("{")[0]
-            out[key] = out.get(key, 0.0) + float(value)
+    for metric in text_string_to_metric_families(text):
+        for sample in metric.samples:
+            out[sample.name] = out.get(sample.name, 0.0) + sample.value
     return out
 
 

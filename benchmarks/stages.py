@@ -44,7 +44,7 @@ from consumer.kafka_config import kafka_configs
 from consumer.records import now_ms, result_value
 from consumer.settings import Settings
 from model.artifact import load
-from model.predictor import Prediction, Predictor, batched_probabilities
+from model.predictor import Prediction, Predictor, batched_probabilities, resolve_runtime
 from model.text import Tokenizer, TokenizerConfig, normalize
 
 SERVICE_CHUNK = Settings.model_fields["inference_batch_size"].default
@@ -157,13 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     stages["vocabulary lookup"] = per_post_ms(
         lambda: [loaded.vocab.encode(t, loaded.max_len) for t in tokens], n, args.repeats
     )
+    forward: dict[str, float] = {}  # ms per post by runtime
     for runtime in ("torch", "onnx", "onnx-int8", "table"):
         p = Predictor(loaded, batch_size=args.chunk, runtime=runtime, threads=args.threads)
-        stages[f"BiLSTM, chunks of {p.batch_size}, {runtime}"] = per_post_ms(
+        forward[runtime] = per_post_ms(
             lambda p=p: p.probabilities(encoded),  # type: ignore[misc]
             n,
             args.repeats,
         )
+        stages[f"BiLSTM, chunks of {p.batch_size}, {runtime}"] = forward[runtime]
     stages["BiLSTM, one post at a time, torch"] = per_post_ms(
         forward_one, len(one_at_a_time), args.repeats
     )
@@ -192,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
               f"broker, batches of 256): {cpu_us:.1f} µs CPU per post, {thread_us:.1f} of it "
               f"in the loop's own thread ({wall_us:.1f} µs wall); aim <= {LOOP_AIM_US:.0f} µs: "
               f"{verdict}")  # fmt: skip
-    default_runtime = Predictor(loaded, runtime="auto").runtime
-    model = next(v for k, v in stages.items() if k.endswith(f", {default_runtime}"))
+    default_runtime = resolve_runtime("auto", loaded.device, loaded.model)
+    model = forward[default_runtime]
     segment = next(v for k, v in stages.items() if k.endswith("(the model's)"))
     segment += stages["vocabulary lookup"]
     cores = os.cpu_count() or 1

@@ -105,13 +105,15 @@ class TableForward:
         ids_t = torch.stack(rows).permute(2, 0, 1).contiguous()  # (T, D, B)
         # live[t]: how many rows are still inside their text at step t
         live = (lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(1).tolist()
-        top, total, last = self._run(ids_t, live)  # each (D, B, H)
+        top, total, last = (torch.cat(list(x), dim=-1) for x in self._run(ids_t, live))
+        # each (B, D*H): joins the directions as PyTorch's LSTM output does
         if self.pooling == "last":
-            pooled = torch.cat(list(last), dim=-1)  # (B, D*H)
+            pooled = last
+        elif self.pooling == "max":
+            pooled = top
         else:
-            top_f = torch.cat(list(top), dim=-1)  # (B, D*H)
-            mean = torch.cat(list(total), dim=-1) / lengths.unsqueeze(1)  # (B, D*H)
-            pooled = {"max": top_f, "mean": mean}.get(self.pooling, torch.cat([top_f, mean], -1))
+            mean = total / lengths.unsqueeze(1)
+            pooled = mean if self.pooling == "mean" else torch.cat([top, mean], dim=-1)
         logits = torch.addmm(self.head_b, pooled, self.head_w)  # (B, N)
         out = torch.empty_like(logits)
         out[order] = logits
