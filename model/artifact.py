@@ -92,16 +92,11 @@ def save(
     extra: dict[str, Any] | None = None,
 ) -> str:
     """Write the artifact directory and return its version string."""
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
     if model.cfg.vocab_size != len(vocab):
         raise ArtifactError(f"model has {model.cfg.vocab_size} embeddings, vocab {len(vocab)}")
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / WEIGHTS))
-    version = weights_version(out / WEIGHTS)
+    out = Path(path)
     config = {
         "format_version": FORMAT_VERSION,
-        "version": version,
         "classifier": model.cfg.to_dict(),
         "tokenizer": tokenizer_config.to_dict(),
         "max_len": max_len,
@@ -110,12 +105,33 @@ def save(
         "oov": "chars" if vocab.char_fallback else "unk",
         **(extra or {}),
     }
-    (out / CONFIG).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
-    vocab.save(out / VOCAB)
+    version = write_directory(out, model, vocab, config, WEIGHTS, versioned=True)
     if reference is not None:
         (out / REFERENCE).write_text(json.dumps(reference.to_dict(), indent=2), encoding="utf-8")
     if metrics is not None:
         (out / METRICS).write_text(strict_json.dumps(metrics, indent=2), encoding="utf-8")
+    return version
+
+
+def write_directory(
+    out: Path,
+    module: torch.nn.Module,
+    vocab: Vocab,
+    config: dict[str, Any],
+    weights: str,
+    versioned: bool = False,
+) -> str:
+    """The files every artifact has: the module's weights as safetensors, `config` as JSON (with
+    `version`, the weights' hash, added when `versioned`) and the vocabulary; returns the hash."""
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(out / weights))
+    version = weights_version(out / weights)
+    if versioned:
+        config = {**config, "version": version}
+    text = json.dumps(config, ensure_ascii=False, indent=2)
+    (out / CONFIG).write_text(text, encoding="utf-8")
+    vocab.save(out / VOCAB)
     return version
 
 

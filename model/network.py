@@ -12,16 +12,40 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 POOLINGS = ("last", "max", "mean", "attention", "max_mean")
 
 
-@dataclass(frozen=True)
-class ClassifierConfig:
-    vocab_size: int
+# The network's hyperparameters, declared once. Training's flags are these fields (training.config
+# nests them in TrainConfig and PretrainConfig); keyword-only, so that ClassifierConfig can still
+# take its vocabulary size first. Defaults are the classifier recipe's.
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
     embed_dim: int = 128
     hidden_size: int = 128
     num_layers: int = 1
     bidirectional: bool = True
-    dropout: float = 0.3
-    embed_dropout: float = 0.1
+    dropout: float = 0.4
+    embed_dropout: float = 0.2
     pooling: str = "max_mean"
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.embed_dim < 1 or self.hidden_size < 1 or self.num_layers < 1:
+            raise ValueError("embed_dim, hidden_size and num_layers must be positive")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.embed_dropout < 1.0:
+            raise ValueError("dropout and embed_dropout must be in [0, 1)")
+
+    def network_fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(NetworkConfig)}
+
+    def classifier_config(self, vocab_size: int, **tables: Any) -> ClassifierConfig:
+        """This network over `vocab_size` tokens; `tables` sets the rest (labels, token tables)."""
+        return ClassifierConfig(vocab_size, **self.network_fields(), **tables)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(NetworkConfig):
+    """A network over a vocabulary: what an artifact's config.json records under `classifier`."""
+
+    vocab_size: int
     labels: tuple[str, ...] = field(default=("negative", "positive"))
     pad_id: int = 0
     # Character-aware tokens: > 0 adds to each token's vector the mean of its first
@@ -33,14 +57,9 @@ class ClassifierConfig:
     cue_kinds: int = 0
 
     def __post_init__(self) -> None:
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        super().__post_init__()
         if self.vocab_size < 3:
             raise ValueError("vocab_size must be at least 3 (<pad>, <unk> and one token)")
-        if self.embed_dim < 1 or self.hidden_size < 1 or self.num_layers < 1:
-            raise ValueError("embed_dim, hidden_size and num_layers must be positive")
-        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.embed_dropout < 1.0:
-            raise ValueError("dropout and embed_dropout must be in [0, 1)")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must name at least two distinct classes")
         if self.char_vocab_size < 0 or self.cue_kinds < 0 or self.chars_per_token < 1:

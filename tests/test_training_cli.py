@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from model.network import NetworkConfig
 from training import pretrain
 from training.__main__ import main as train_main
 from training.cli import NOT_FLAGS, Invocation, config_kwargs, run_main, train_parser
-from training.config import NetworkConfig
 from training.evaluate import main as evaluate_main
 from training.finetune import main as finetune_main
 from training.train import TrainConfig

