@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -36,6 +36,10 @@ class NetworkConfig:
     def network_fields(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(NetworkConfig)}
 
+    def network(self) -> NetworkConfig:
+        """The network part alone (a ClassifierConfig's, without its vocabulary and tables)."""
+        return NetworkConfig(**self.network_fields())
+
     def classifier_config(self, vocab_size: int, **tables: Any) -> ClassifierConfig:
         """This network over `vocab_size` tokens; `tables` sets the rest (labels, token tables)."""
         return ClassifierConfig(vocab_size, **self.network_fields(), **tables)
@@ -55,6 +59,10 @@ class ClassifierConfig(NetworkConfig):
     # Sentiment knowledge: > 0 adds a learned vector per lexicon cue of the token
     # (model.knowledge.CUES: positive, negative, negation, degree, emoji polarity).
     cue_kinds: int = 0
+
+    def fitted(self, network: NetworkConfig) -> ClassifierConfig:
+        """This classifier with `network`'s fields: the same vocabulary and tables."""
+        return replace(self, **network.network_fields())
 
     def __post_init__(self) -> None:
         super().__post_init__()

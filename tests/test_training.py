@@ -207,3 +207,36 @@ def test_the_model_card_says_which_rows_learn_from_the_teacher():
     labels_only = _architecture({"distill": 0.5, "distill_extra": False, "hidden_size": 8}, tok)
     assert "teacher" in both and "labels alone" not in both
     assert "the in-domain rows on their labels alone" in labels_only
+
+
+def test_init_from_fine_tunes_the_base_and_keeps_its_vocabulary(tiny_model, tmp_path):
+    """微调 from a classifier artifact: the base's vocabulary, tokenizer and network are kept,
+    its weights are the starting point, and every --extra-train file is added."""
+    base_dir, d = tiny_model
+    extra_a, extra_b = tmp_path / "a.csv", tmp_path / "b.csv"
+    write_csv(extra_a, synthetic_rows(40, seed=1))
+    write_csv(extra_b, [*synthetic_rows(30, seed=2), ("今天下雨", "neutral")])
+    out = tmp_path / "tuned"
+    args = ["--source", str(d / "data.csv"), "--out", str(out), "--device", "cpu",
+            "--threads", "1", "--no-progress", "--no-report", "--epochs", "1",
+            "--init-from", str(base_dir), "--extra-train", f"{extra_a},{extra_b}"]  # fmt: skip
+    assert train_main(args) == 0
+    base, tuned = artifact.load(base_dir), artifact.load(out)
+    assert tuned.vocab.itos == base.vocab.itos
+    assert tuned.config.network_fields() == {
+        **base.config.network_fields(), "dropout": 0.4, "embed_dropout": 0.2
+    }
+    assert tuned.version != base.version
+    base_rows = json.loads((base_dir / "metrics.json").read_text())["rows"]["train"]
+    assert tuned.metrics["rows"]["train"] == base_rows + 40 + 30
+    assert tuned.metrics["bad_rows"] == {f"{extra_b}:unknown_label": 1}
+    accuracy = tuned.metrics["test"]["accuracy"]
+    assert accuracy >= base.metrics["test"]["accuracy"] - 0.05
+
+
+def test_init_from_refuses_flags_that_would_build_new_token_tables(tiny_model, tmp_path, capsys):
+    base_dir, d = tiny_model
+    rc = train_main(["--source", str(d / "data.csv"), "--out", str(tmp_path / "x"),
+                     "--init-from", str(base_dir), "--char-features", "true"])  # fmt: skip
+    assert rc == 2
+    assert "--char-features" in capsys.readouterr().err

@@ -32,11 +32,19 @@ def train(inv: Invocation) -> None:
         extra_weight=args.extra_weight,
         extra_validation=args.extra_validation,
         extra_validation_weight=args.extra_validation_weight,
+        init_from=args.init_from,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(train_parser(), argv, train)
+    p = train_parser()
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="a classifier artifact to fine-tune (e.g. build/senta-base from make senta): its "
+        "tokenizer, vocabulary, network and weights are kept",
+    )
+    return run_main(p, argv, train)
 
 
 if __name__ == "__main__":

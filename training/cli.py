@@ -154,7 +154,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--extra-train",
         default=None,
-        help="a labelled CSV/JSONL added whole to the train split (in-domain posts)",
+        help="a labelled CSV/JSONL added whole to the train split (in-domain posts); several "
+        "joined by commas",
     )
     p.add_argument(
         "--extra-weight", type=int, default=1, help="times each --extra-train row is repeated"

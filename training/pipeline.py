@@ -182,19 +182,25 @@ def run(
     extra_weight: int = 1,
     extra_validation: str | None = None,
     extra_validation_weight: int = 1,
+    init_from: str | None = None,
 ) -> dict[str, Any]:
     """Train on `source`, save the artifact (with report) to `out_dir`, return its metrics.
 
-    `extra_train` is a labelled file added, whole and `extra_weight` times over, to the train
-    split only (a small in-domain set beside a large general one); it never reaches validation
-    or test. `extra_validation` joins the validation split the same way: early stopping and the
-    drift reference then see in-domain posts too (never train on it), and the final model's
-    figures on it alone are reported as `extra_validation`.
+    `extra_train` is one labelled file, or several joined by commas, added whole and
+    `extra_weight` times over to the train split only (a small in-domain set beside a large
+    general one); it never reaches validation or test; rows whose label is not one of the
+    model's (a `neutral` row) are counted as bad rows and left out. `init_from` is a classifier
+    artifact to fine-tune (微调) rather than a model built from scratch: its tokenizer,
+    vocabulary, network and weights are kept, and only the dropout comes from `cfg`.
+
+    `extra_validation` joins the validation split the same way: early stopping and the drift
+    reference then see in-domain posts too (never train on it), and the final model's figures
+    on it alone are reported as `extra_validation`.
     """
     splits = load_source(source)
     general_rows = len(splits.train)  # the extra rows come after these
-    if extra_train:
-        add_to_split(splits.train, read_file(extra_train), extra_weight)
+    for path in extra_train.split(",") if extra_train else []:
+        add_to_split(splits.train, read_file(path), extra_weight)
     extra_val = read_file(extra_validation) if extra_validation else None
     if extra_val is not None:
         add_to_split(splits.validation, extra_val, extra_validation_weight)
@@ -204,9 +210,13 @@ def run(
         ("test", splits.test),
     ):
         log.info("%s: %d rows", name, len(ds))
+    base = artifact.load(init_from, device) if init_from else None
+    if base is not None:
+        cfg = fits_base(cfg, base)
+        tokenizer_config = base.tokenizer.config
     labels = tuple(cfg.labels)
     prep = prepare(splits, labels, Tokenizer(tokenizer_config or TokenizerConfig()))
-    vocab = build_vocab(cfg, prep.train_tokens)
+    vocab = base.vocab if base is not None else build_vocab(cfg, prep.train_tokens)
     log.info("vocabulary: %d tokens (min_freq %d)", len(vocab), cfg.min_freq)
     train_tokens = augment_copies(
         splits.train.texts, prep.train_tokens, general_rows, vocab, cfg.augment, cfg.seed
@@ -216,8 +226,12 @@ def run(
     test_ids = encode_all(vocab, prep.test_tokens, cfg.max_len)
     # Seed before the weights are drawn, so one command always builds the same model.
     seed_everything(cfg.seed)
-    model = new_classifier(cfg, vocab)
-    if cfg.init_embeddings == "ppmi":
+    if base is not None:
+        model = SentimentClassifier(base.config.fitted(cfg.network))
+        model.load_state_dict(base.model.state_dict(), strict=True)
+    else:
+        model = new_classifier(cfg, vocab)
+    if cfg.init_embeddings == "ppmi" and base is None:
         corpus = prep.train_tokens + unlabelled_tokens(source, prep.tokenizer_config)
         vectors = ppmi_svd_vectors(corpus, vocab, cfg.network.embed_dim, seed=cfg.seed)
         with torch.no_grad():
@@ -247,6 +261,22 @@ def run(
         result, cfg, vocab, prep, test_ids, splits, source, out_dir, device, command, report,
         extra,
     )  # fmt: skip
+
+
+def fits_base(cfg: TrainConfig, base: artifact.LoadedModel) -> TrainConfig:
+    """`cfg` for fine-tuning `base`: its network sizes, labels and length limit are the base's,
+    and the token tables it was built with come with it, so flags that would build new ones are
+    refused rather than ignored."""
+    built = [f for f in ("char_features", "knowledge", "oov_chars") if getattr(cfg, f)]
+    if built:
+        flags = ", ".join("--" + f.replace("_", "-") for f in built)
+        raise ValueError(f"{flags}: the base model's own tables are kept; leave these false")
+    if tuple(cfg.labels) != base.labels:
+        raise ValueError(f"labels {cfg.labels} differ from the base model's {base.labels}")
+    network = replace(
+        base.config.network(), dropout=cfg.network.dropout, embed_dropout=cfg.network.embed_dropout
+    )
+    return replace(cfg, network=network, max_len=base.max_len)
 
 
 def finish(
