@@ -224,7 +224,9 @@ def test_init_from_fine_tunes_the_base_and_keeps_its_vocabulary(tiny_model, tmp_
     base, tuned = artifact.load(base_dir), artifact.load(out)
     assert tuned.vocab.itos == base.vocab.itos
     assert tuned.config.network_fields() == {
-        **base.config.network_fields(), "dropout": 0.4, "embed_dropout": 0.2
+        **base.config.network_fields(),
+        "dropout": 0.4,
+        "embed_dropout": 0.2,
     }
     assert tuned.version != base.version
     base_rows = json.loads((base_dir / "metrics.json").read_text())["rows"]["train"]
