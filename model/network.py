@@ -1,4 +1,8 @@
-"""Embedding -> (Bi)LSTM over packed sequences -> pooling -> dense -> logits over N labels."""
+"""Embedding -> (Bi)LSTM over packed sequences -> pooling -> dense -> logits over N labels.
+
+The LSTM is nn.LSTM, or with `peepholes` model.peephole_lstm's (Paddle's kind, which Baidu's
+Senta was trained with: training/senta.py converts it).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-POOLINGS = ("last", "max", "mean", "attention", "max_mean")
+from model.peephole_lstm import PeepholeLSTM
+
+# last: each direction's final state (the backward one at the text's start, having read it all);
+# end: both directions' outputs at the text's last token (Paddle's sequence_last_step, Senta's).
+POOLINGS = ("last", "max", "mean", "attention", "max_mean", "end")
 
 
 # The network's hyperparameters, declared once. Training's flags are these fields (training.config
@@ -59,6 +67,13 @@ class ClassifierConfig(NetworkConfig):
     # Sentiment knowledge: > 0 adds a learned vector per lexicon cue of the token
     # (model.knowledge.CUES: positive, negative, negation, degree, emoji polarity).
     cue_kinds: int = 0
+    # Senta's network (training.senta). Here, not in NetworkConfig, so that they are no training
+    # flags yet: the onnx and table runtimes read neither and must refuse them first.
+    # > 0 puts a dense layer of this size with tanh between the pooling and the output layer;
+    # 0 is one output layer.
+    head_hidden: int = 0
+    # An LSTM whose gates also read the cell state (model.peephole_lstm); one layer only.
+    peepholes: bool = False
 
     def fitted(self, network: NetworkConfig) -> ClassifierConfig:
         """This classifier with `network`'s fields: the same vocabulary and tables."""
@@ -72,6 +87,13 @@ class ClassifierConfig(NetworkConfig):
             raise ValueError("labels must name at least two distinct classes")
         if self.char_vocab_size < 0 or self.cue_kinds < 0 or self.chars_per_token < 1:
             raise ValueError("char_vocab_size and cue_kinds must be >= 0, chars_per_token >= 1")
+        if self.head_hidden < 0:
+            raise ValueError("head_hidden must be >= 0 (0: no hidden layer in the head)")
+        if self.peepholes and self.num_layers != 1:
+            raise ValueError(
+                f"peepholes need num_layers=1 (got {self.num_layers}): the peephole LSTM has one "
+                "layer; set num_layers=1 or peepholes=False"
+            )
 
     @property
     def num_labels(self) -> int:
@@ -125,14 +147,18 @@ class Encoder(nn.Module):
             self.cue_embedding = nn.Embedding(cfg.cue_kinds, cfg.embed_dim, padding_idx=0)
             self.register_buffer("token_cues", torch.zeros(cfg.vocab_size, dtype=torch.long))
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)
-        self.lstm = nn.LSTM(
-            cfg.embed_dim,
-            cfg.hidden_size,
-            num_layers=cfg.num_layers,
-            bidirectional=cfg.bidirectional,
-            batch_first=True,
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-        )
+        self.lstm: nn.LSTM | PeepholeLSTM
+        if cfg.peepholes:
+            self.lstm = PeepholeLSTM(cfg.embed_dim, cfg.hidden_size, cfg.bidirectional)
+        else:
+            self.lstm = nn.LSTM(
+                cfg.embed_dim,
+                cfg.hidden_size,
+                num_layers=cfg.num_layers,
+                bidirectional=cfg.bidirectional,
+                batch_first=True,
+                dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+            )
         self.bidirectional = cfg.bidirectional
 
     def forward(
@@ -143,6 +169,10 @@ class Encoder(nn.Module):
         `emb` (B, T, E) replaces the embedding lookup; gradient x input explanations need it.
         """
         x = self.embed_dropout(self.embed(ids) if emb is None else emb)  # (B, T, E)
+        if isinstance(self.lstm, PeepholeLSTM):
+            out, h_n = self.lstm(x, lengths)  # (B, T, D), (dirs, B, H)
+            last = torch.cat(list(h_n), dim=-1)  # (B, D)
+            return out, last
         # pack_padded_sequence wants lengths on the CPU whatever device the model is on.
         packed = pack_padded_sequence(x, lengths.to("cpu"), batch_first=True, enforce_sorted=False)
         out, (h_n, _) = self.lstm(packed)
@@ -174,6 +204,9 @@ class Pooling(nn.Module):
         # out (B, T, D); mask (B, T) True on real tokens
         if self.kind == "last":
             return last
+        if self.kind == "end":
+            end = (mask.sum(1) - 1).clamp(min=0)  # (B,) each text's last token
+            return out[torch.arange(out.size(0), device=out.device), end]  # (B, D)
         m = mask.unsqueeze(-1)  # (B, T, 1)
         if self.kind == "attention":
             assert self.attn is not None
@@ -198,7 +231,8 @@ class SentimentClassifier(nn.Module):
         self.pool = Pooling(cfg.pooling, cfg.encoder_dim)
         pooled = cfg.encoder_dim * (2 if cfg.pooling == "max_mean" else 1)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(pooled, cfg.num_labels)
+        self.head_hidden = nn.Linear(pooled, cfg.head_hidden) if cfg.head_hidden else None
+        self.head = nn.Linear(cfg.head_hidden or pooled, cfg.num_labels)
 
     def forward(self, ids: Tensor, lengths: Tensor, emb: Tensor | None = None) -> Tensor:
         """ids (B, T) padded with pad_id, lengths (B,) >= 1 -> logits (B, N)."""
@@ -206,5 +240,7 @@ class SentimentClassifier(nn.Module):
             raise ValueError("every sequence needs at least one token (use <unk> for empty text)")
         out, last = self.encoder(ids, lengths, emb)  # (B, T, D), (B, D)
         mask = ids != self.cfg.pad_id  # (B, T)
-        pooled = self.pool(out, last, mask)
-        return self.head(self.dropout(pooled))  # (B, N)
+        x = self.dropout(self.pool(out, last, mask))  # (B, P)
+        if self.head_hidden is not None:
+            x = torch.tanh(self.head_hidden(x))  # (B, head_hidden)
+        return self.head(x)  # (B, N)
