@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from model.segmenters import SEGMENTERS, segmenter
+from model.segmenters import WORD_SEGMENTERS, segmenter
 from model.text import Tokenizer, TokenizerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| backend | cut, texts/s | whole pipeline, texts/s | same tokens as jieba | word F1 |")
     print("|---|---:|---:|---:|---:|")
     speeds = {}
-    for backend in SEGMENTERS:
+    for backend in WORD_SEGMENTERS:
         cut = segmenter(backend)
         tok = Tokenizer(TokenizerConfig(segmenter=backend))
         speeds[backend] = rate(cut, items, args.repeats)

@@ -1,9 +1,10 @@
-"""Word segmenters behind one `cut(text) -> tokens` call: jieba, and rjieba in native code.
+"""Segmenters behind one `cut(text) -> tokens` call: jieba, rjieba in native code, and chars.
 
 jieba (pure Python) is the reference. rjieba binds jieba-rs, jieba's Rust port with the same
 dictionary and the same DAG + HMM algorithm, about 20x faster on one core; it agrees with jieba
 on about 98.5% of posts (benchmarks/segmenters.py measures it). An artifact names its backend,
-so serving segments exactly as its training did.
+so serving segments exactly as its training did. `chars` is no word segmenter: one token per
+non-space character, as character models read (Baidu's Senta, training/senta.py).
 
 A user dictionary (domain words and slang) is loaded into a segmenter of its own, never into a
 process-wide default: two models in one process (a shadow candidate beside the live one) must
@@ -18,7 +19,8 @@ import tempfile
 import threading
 from collections.abc import Callable
 
-SEGMENTERS = ("jieba", "rjieba")
+WORD_SEGMENTERS = ("jieba", "rjieba")
+SEGMENTERS = (*WORD_SEGMENTERS, "chars")
 
 Cut = Callable[[str], list[str]]
 
@@ -34,7 +36,16 @@ def segmenter(backend: str, hmm: bool = True, user_words: tuple[str, ...] = ()) 
     with _lock:
         cut = _cache.get(key)
         if cut is None:
-            cut = _jieba(hmm, user_words) if backend == "jieba" else _rjieba(hmm, user_words)
+            if backend == "chars":
+                if user_words:
+                    raise ValueError(
+                        "user_words need a word segmenter (jieba or rjieba), not chars"
+                    )
+                cut = _chars
+            elif backend == "jieba":
+                cut = _jieba(hmm, user_words)
+            else:
+                cut = _rjieba(hmm, user_words)
             _cache[key] = cut
         return cut
 
@@ -63,3 +74,7 @@ def _rjieba(hmm: bool, user_words: tuple[str, ...]) -> Cut:
         seg.add_word(word, None, None)
     cut = seg.cut
     return lambda text: cut(text, hmm)
+
+
+def _chars(text: str) -> list[str]:
+    return [c for c in text if not c.isspace()]

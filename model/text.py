@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from functools import cache
 from typing import Any
 
-from model.segmenters import SEGMENTERS, segmenter
+from model.segmenters import SEGMENTERS, WORD_SEGMENTERS, segmenter
 
 URL_TOKEN = "<url>"
 USER_TOKEN = "<user>"
@@ -85,6 +85,9 @@ class TokenizerConfig:
     user_words: tuple[str, ...] = ()
     t2s: bool = True  # Traditional to Simplified before segmenting
     emoticons: bool = True  # Weibo's [哈哈]-style emoticons as tokens of their own
+    # False: the text as written, no normalize() at all (no NFKC, lower case or placeholders),
+    # for a model trained on raw text such as Senta, whose vocabulary has both ！ and !.
+    normalize: bool = True
 
     def __post_init__(self) -> None:
         if self.segmenter not in SEGMENTERS:
@@ -92,8 +95,14 @@ class TokenizerConfig:
         if self.max_chars < 1:
             raise ValueError("max_chars must be >= 1")
         object.__setattr__(self, "user_words", tuple(self.user_words))
+        if self.user_words and self.segmenter not in WORD_SEGMENTERS:
+            raise ValueError(
+                f"user_words need a word segmenter {WORD_SEGMENTERS}, not {self.segmenter!r}"
+            )
         if any(not isinstance(w, str) or not w.strip() for w in self.user_words):
             raise ValueError("user_words must be non-empty strings")
+        if self.t2s and not self.normalize:
+            raise ValueError("t2s is part of normalisation: with normalize=False set t2s=False")
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -145,7 +154,10 @@ class Tokenizer:
 
     def tokenize(self, text: str) -> list[str]:
         c = self.config
-        norm = normalize(text[: c.max_chars * 2], c.t2s)[: c.max_chars]
+        if c.normalize:
+            norm = normalize(text[: c.max_chars * 2], c.t2s)[: c.max_chars]
+        else:
+            norm = text[: c.max_chars]
         tokens: list[str] = []
         cut = self._cut
         for piece in self._special.split(norm):

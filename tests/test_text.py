@@ -2,7 +2,7 @@
 
 import pytest
 
-from model.segmenters import SEGMENTERS
+from model.segmenters import WORD_SEGMENTERS
 from model.text import (
     TOPIC_TOKEN,
     URL_TOKEN,
@@ -78,7 +78,7 @@ def test_weibo_emoticons_are_tokens_of_their_own():
     assert "[怒]" not in legacy.tokenize("[怒][怒]")
 
 
-@pytest.mark.parametrize("backend", SEGMENTERS)
+@pytest.mark.parametrize("backend", WORD_SEGMENTERS)
 def test_user_words_stay_whole_and_stay_in_their_own_tokenizer(backend):
     text = "这个蚌埠住了真的下头"
     plain = Tokenizer(TokenizerConfig(segmenter=backend))
