@@ -50,6 +50,9 @@ _SPECIAL = re.compile(
 # be split into their characters and read as the words they name, or as brackets.
 _EMOTICON = re.compile(r"\[[\u4e00-\u9fffa-z]{1,8}\]")
 _SPECIAL_WITH_EMOTICONS = re.compile(_SPECIAL.pattern[:-1] + "|" + _EMOTICON.pattern + ")")
+# Without normalisation no placeholder was put in: "<url>" written in a post is plain text.
+_RAW_SPECIAL = re.compile("(" + _EMOJI.pattern + ")")
+_RAW_SPECIAL_WITH_EMOTICONS = re.compile("(" + _EMOJI.pattern + "|" + _EMOTICON.pattern + ")")
 
 
 @cache
@@ -148,7 +151,12 @@ class Tokenizer:
         self.config = config or TokenizerConfig()
         c = self.config
         self._cut = segmenter(c.segmenter, c.hmm, c.user_words)
-        self._special = _SPECIAL_WITH_EMOTICONS if c.emoticons else _SPECIAL
+        if c.normalize:
+            self._special = _SPECIAL_WITH_EMOTICONS if c.emoticons else _SPECIAL
+            self._placeholders: tuple[str, ...] = PLACEHOLDERS
+        else:
+            self._special = _RAW_SPECIAL_WITH_EMOTICONS if c.emoticons else _RAW_SPECIAL
+            self._placeholders = ()
         if c.t2s:
             _t2s()  # load OpenCC's tables now, not on the first post
 
@@ -163,7 +171,7 @@ class Tokenizer:
         for piece in self._special.split(norm):
             if not piece:
                 continue
-            if piece in PLACEHOLDERS or self._special.fullmatch(piece):
+            if piece in self._placeholders or self._special.fullmatch(piece):
                 tokens.append(piece)
                 continue
             tokens.extend(t for t in cut(piece) if not t.isspace())

@@ -109,3 +109,16 @@ def test_user_dictionary_file(tmp_path):
 def test_same_tokens_every_time():
     text = "客服态度差，等了三天都没发货！！@京东 http://x.cn/1"
     assert Tokenizer().tokenize(text) == tok.tokenize(text)
+
+
+def test_chars_without_normalisation_read_the_text_as_written():
+    raw = TokenizerConfig(segmenter="chars", t2s=False, emoticons=False, normalize=False)
+    assert Tokenizer(raw).tokenize(" 國 家！Ａ\u3000<url> 😂") == [
+        "國", "家", "！", "Ａ", "<", "u", "r", "l", ">", "😂",
+    ]  # fmt: skip
+    assert TokenizerConfig.from_dict(raw.to_dict()) == raw
+    assert TokenizerConfig.from_dict({}).normalize  # older artifacts normalised
+    with pytest.raises(ValueError, match="word segmenter"):
+        TokenizerConfig(segmenter="chars", user_words=("蚌埠住了",))
+    with pytest.raises(ValueError, match="t2s"):
+        TokenizerConfig(t2s=True, normalize=False)
