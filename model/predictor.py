@@ -13,7 +13,7 @@ from model.artifact import LoadedModel
 from model.encoding import Encoded, encode
 from model.explain import token_scores, top_tokens
 from model.network import SentimentClassifier
-from model.table_lstm import TableForward, table_bytes, unsupported
+from model.runtimes.table_lstm import TableForward, table_bytes, unsupported
 from model.vocab import UNK_ID
 
 
@@ -40,9 +40,9 @@ class Prediction:
 #               get another score. Opt in where that is acceptable.
 #   table       fp32 with the embedding and the LSTM's input projection folded into lookup
 #               tables at load, the recurrence in PyTorch over live rows only (CPU only;
-#               model.table_lstm): the same probabilities for about 70% of ONNX Runtime's CPU
-#               time, on one core. Its Python step per time step holds the GIL, so it cannot
-#               share a second core the way ONNX Runtime's chunks do.
+#               model.runtimes.table_lstm): the same probabilities for about 70% of ONNX
+#               Runtime's CPU time, on one core. Its Python step per time step holds the GIL,
+#               so it cannot share a second core the way ONNX Runtime's chunks do.
 #   auto        on the CPU: table where the process has one core and the model allows it,
 #               else onnx; torch on CUDA (benchmarks/README.md has the figures)
 RUNTIMES = ("auto", "torch", "torch-fp16", "onnx", "onnx-int8", "table")
@@ -116,7 +116,7 @@ class Predictor:
         self._forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self.model
         self._autocast = self.runtime == "torch-fp16"
         if self.runtime.startswith("onnx"):
-            from model.onnx_graph import OnnxForward
+            from model.runtimes.onnx_graph import OnnxForward
 
             self._forward = OnnxForward(self.model, self.runtime == "onnx-int8", threads)
         elif self.runtime == "table":

@@ -14,9 +14,9 @@ import torch
 
 from model.artifact import load
 from model.network import ClassifierConfig, SentimentClassifier
-from model.onnx_graph import OnnxForward
 from model.predictor import Predictor, batched_probabilities, resolve_runtime
-from model.table_lstm import TableForward
+from model.runtimes.onnx_graph import OnnxForward
+from model.runtimes.table_lstm import TableForward
 
 
 def random_batch(n: int, vocab: int, max_len: int, seed: int = 0) -> list[list[int]]:

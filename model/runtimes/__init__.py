@@ -1,0 +1,1 @@
+"""The ways the classifier's forward pass can run, beside PyTorch's own."""
