@@ -39,6 +39,7 @@ ONNX = Runtime(
     devices=frozenset({"cpu"}),
     default_chunk=16,
     parallel_chunks=True,
+    exact=True,
     build=_fp32,
     auto_rank=1,
 )
@@ -47,6 +48,7 @@ ONNX_INT8 = Runtime(
     devices=frozenset({"cpu"}),
     default_chunk=16,
     parallel_chunks=True,
+    exact=False,
     build=_int8,
 )
 RUNTIMES = (ONNX, ONNX_INT8)

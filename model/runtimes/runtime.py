@@ -41,6 +41,9 @@ class Runtime:
     # Whether a batch's chunks may run side by side on CPU threads: only when the forward pass
     # releases the GIL for most of its time.
     parallel_chunks: bool
+    # Whether it computes PyTorch fp32's probabilities to float rounding (tests hold it to 1e-5);
+    # reduced precision, int8 weights or fp16 activations, moves a post's score.
+    exact: bool
     build: Callable[[SentimentClassifier, int], Forward]
     refuses: Callable[[SentimentClassifier], str | None] = _runs_any
     auto_rank: int | None = None

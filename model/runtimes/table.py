@@ -59,6 +59,7 @@ TABLE = Runtime(
     devices=frozenset({"cpu"}),
     default_chunk=256,
     parallel_chunks=False,
+    exact=True,
     build=_build,
     refuses=unsupported,
     auto_rank=0,

@@ -37,6 +37,7 @@ TORCH = Runtime(
     devices=frozenset({"cpu", "cuda"}),
     default_chunk=256,
     parallel_chunks=True,
+    exact=True,
     build=_fp32,
     # Last: on the CPU ONNX Runtime and the table runtime are faster for the same
     # probabilities; on CUDA it is the only runtime auto may pick.
@@ -47,6 +48,7 @@ TORCH_FP16 = Runtime(
     devices=frozenset({"cuda"}),
     default_chunk=256,
     parallel_chunks=True,
+    exact=False,
     build=_fp16,
 )
 RUNTIMES = (TORCH, TORCH_FP16)
