@@ -52,11 +52,9 @@ def resolve(
 
 def auto(device: torch.device, model: SentimentClassifier | None = None, cores: int = 2) -> Runtime:
     """The runtime auto runs: by rank, the first that runs on `device`, accepts `model` and
-    suits it with `cores` cores (on CUDA torch; on the CPU table where the process has one core
-    and the model allows it, else onnx)."""
+    suits it with `cores` cores. Each runtime's module says why it ranks where it does."""
     for rt in _ranked():
-        fits = device.type in rt.devices and (model is None or rt.refuses(model) is None)
-        if fits and rt.auto_suits(model, cores):
+        if _runs(rt, device, model) and rt.auto_suits(model, cores):
             return rt
     raise ValueError(f"no runtime that auto may pick runs on {device}")
 
@@ -66,13 +64,11 @@ def _ranked() -> list[Runtime]:
     return [rt for _, rt in sorted(ranked, key=lambda pair: pair[0])]
 
 
+def _runs(rt: Runtime, device: torch.device, model: SentimentClassifier | None) -> bool:
+    return device.type in rt.devices and (model is None or rt.refuses(model) is None)
+
+
 def _instead(device: torch.device, model: SentimentClassifier | None, but: str = "") -> str:
     """The runtimes auto may pick that run on `device` and accept `model`, as prose."""
-    names = [
-        rt.name
-        for rt in _ranked()
-        if rt.name != but
-        and device.type in rt.devices
-        and (model is None or rt.refuses(model) is None)
-    ]
-    return " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]
+    *rest, last = [rt.name for rt in _ranked() if rt.name != but and _runs(rt, device, model)]
+    return f"{', '.join(rest)} or {last}" if rest else last
