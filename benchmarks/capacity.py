@@ -10,9 +10,10 @@ share of it (to within a batch: the service labels batch N before it counts N-1'
 the CPU per post of the service (its workers included) and of the broker. Variants alternate
 within each round, so a busy neighbour slows them alike.
 
---cpus pins the service (not the broker) to those CPUs with taskset: `--cpus 1` is a one-core
-pod. Note that taskset leaves the cgroup alone, so auto still sees the machine's cores; the
-variants name their runtime.
+The standard variants are the runtimes auto picks between on the CPU for the shipped model,
+with two cores and with one (model.runtimes.auto). --cpus pins the service (not the broker) to
+those CPUs with taskset: `--cpus 1` is a one-core pod. Note that taskset leaves the cgroup alone,
+so auto still sees the machine's cores; the variants name their runtime.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 import urllib.request
 import uuid
 
+import torch
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,11 +36,22 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.end_to_end import PARTITIONS, family, post_values, sample_texts, start, variant
 from benchmarks.soak import cpu_seconds
 from consumer.embedded_broker import EmbeddedBroker, create_topics
+from consumer.settings import Settings
+from model.artifact import load
+from model.runtimes import auto
 
-VARIANTS = [
-    ("onnx, 2 chunks at once", {"SENTIMENT_INFERENCE_RUNTIME": "onnx"}),
-    ("table", {"SENTIMENT_INFERENCE_RUNTIME": "table"}),
-]
+CHUNKS_AT_ONCE = Settings.model_fields["inference_threads"].default
+
+
+def auto_variants() -> list[tuple[str, dict[str, str]]]:
+    """auto's choice on the CPU for the shipped model, with two cores and with one."""
+    model = load("default").model
+    chosen = dict.fromkeys(auto(torch.device("cpu"), model, cores) for cores in (2, 1))
+    return [
+        (f"{rt.name}, {CHUNKS_AT_ONCE} chunks at once" if rt.parallel_chunks else rt.name,
+         {"SENTIMENT_INFERENCE_RUNTIME": rt.name})
+        for rt in chosen
+    ]  # fmt: skip
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -114,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     with EmbeddedBroker() as broker:
         for r in range(1, args.rounds + 1):
-            for name, env in args.variant or VARIANTS:
+            for name, env in args.variant or auto_variants():
                 row = drain(broker.bootstrap, broker.pid, args.posts, env, args.cpus)
                 print(f"| {name} | {r} | {row} |", flush=True)
     return 0

@@ -4,7 +4,7 @@ SENTIMENT_INFERENCE_BATCH_SIZE and SENTIMENT_INFERENCE_THREADS.
     python -m benchmarks.chunks [--model default] [--posts 2048] [--chunks 8,16,32,64]
 
 The sample reviews go through the model alone in micro-batches of the service's size, as the
-service hands them over, on ONNX Runtime fp32 (the CPU default):
+service hands them over, on the runtime auto picks for a CPU with two cores (ONNX Runtime fp32):
 - one chunk at a time on one thread, and on two intra-op threads;
 - two chunks at once, one thread each (Predictor's chunk_threads).
 Beside them: the share of padded steps at each chunk size, and what padding costs, since ONNX
@@ -26,6 +26,7 @@ from consumer.settings import Settings
 from model.artifact import load
 from model.encoding import Encoded
 from model.predictor import Predictor
+from model.runtimes import auto
 
 MICRO_BATCH = Settings.model_fields["batch_max_size"].default
 LAYOUTS = (("one chunk, 1 thread", 1, 1), ("one chunk, 2 threads", 2, 1),
@@ -82,21 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load(args.model, device="cpu")
     texts = sample_texts()
     texts = (texts * (args.posts // len(texts) + 1))[: args.posts]
+    runtime = auto(torch.device("cpu"), loaded.model, cores=2).name
     encoded = Predictor(loaded).encode(texts)
     batches = [encoded[i : i + MICRO_BATCH] for i in range(0, len(encoded), MICRO_BATCH)]
     lengths = [len(e.ids) for e in encoded]
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"{len(texts)} sample reviews in micro-batches of {MICRO_BATCH}, mean "
-          f"{sum(lengths) / len(lengths):.1f} tokens; ONNX Runtime fp32; posts/s\n")  # fmt: skip
+          f"{sum(lengths) / len(lengths):.1f} tokens; runtime {runtime}; posts/s\n")  # fmt: skip
     print("| chunk | padded steps | " + " | ".join(name for name, _, _ in LAYOUTS) + " |")
     print("|---:|---:|" + "---:|" * len(LAYOUTS))
     for chunk in (int(c) for c in args.chunks.split(",")):
         cells = []
         for _, threads, at_once in LAYOUTS:
-            p = Predictor(loaded, chunk, "onnx", threads=threads, chunk_threads=at_once)
+            p = Predictor(loaded, chunk, runtime, threads=threads, chunk_threads=at_once)
             cells.append(f"{posts_per_second(p, batches, args.repeats):,.0f}")
         print(f"| {chunk} | {padding_share(lengths, chunk):.1%} | " + " | ".join(cells) + " |")
-    alone, padded = padded_step_cost(Predictor(loaded, 64, "onnx"), 10 * args.repeats)
+    alone, padded = padded_step_cost(Predictor(loaded, 64, runtime), 10 * args.repeats)
     print(f"\n64 posts of 10 tokens: {alone:.1f} ms; padded to one post of 100 tokens: "
           f"{padded:.1f} ms (the LSTM computes every padded step)")  # fmt: skip
     return 0

@@ -1,13 +1,13 @@
 """End-to-end benchmark through a real broker: the service against the naive per-message loop.
 
 The consumers, one after the other on the same broker and posts: the naive loop; the service
-as shipped (its defaults, which segment in the poll loop); on the table runtime
-(SENTIMENT_INFERENCE_RUNTIME=table, what auto picks on one core); with
-SENTIMENT_TOKENIZER_PROCESSES=1 (segmenting in a worker process beside the model); with int8
-weights (SENTIMENT_INFERENCE_RUNTIME=onnx-int8: faster, but its scores move with the batch);
-and, with --baseline REF, the service of an earlier commit, run from a git worktree of it with
-its own shipped model. --variant replaces the service columns with your own. All get the same
-posts (the shipped sample reviews) in the same two phases:
+as shipped (its defaults, which segment in the poll loop); with SENTIMENT_TOKENIZER_PROCESSES=1
+(segmenting in a worker process beside the model); on each other runtime of model.runtimes that
+runs on the CPU only (SENTIMENT_INFERENCE_RUNTIME=table, what auto picks on one core, and
+onnx-int8, faster but with scores that move with the batch); and, with --baseline REF, the
+service of an earlier commit, run from a git worktree of it with its own shipped model.
+--variant replaces the service columns with your own. All get the same posts (the shipped
+sample reviews) in the same two phases:
 
 1. throughput: a burst of --posts posts; posts/s from the first post consumed to the last
    result written;
@@ -44,11 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from consumer.embedded_broker import EmbeddedBroker, create_topics, free_port
 from consumer.settings import Settings
+from model.runtimes import REGISTRY, auto
 
 SAMPLES = Path(__file__).resolve().parent.parent / "consumer" / "samples" / "reviews.jsonl"
 PARTITIONS = 3
@@ -271,13 +273,14 @@ def worktree(ref: str) -> Iterator[Path]:
                            check=False)  # fmt: skip
 
 
-# The service's columns: the first is the one the bars read.
+# The service's columns: the first is the one the bars read. The runtimes' columns are those
+# that run on the CPU only, but for the one the defaults run there (auto, with two cores).
 VARIANTS: list[tuple[str, dict[str, str]]] = [
     ("service (defaults)", {}),  # segmenting in the poll loop: 0 workers
-    ("service, table", {"SENTIMENT_INFERENCE_RUNTIME": "table"}),
     ("service, 1 worker", {"SENTIMENT_TOKENIZER_PROCESSES": "1"}),
-    ("service, onnx-int8", {"SENTIMENT_INFERENCE_RUNTIME": "onnx-int8"}),
-]
+    *((f"service, {name}", {"SENTIMENT_INFERENCE_RUNTIME": name}) for name, rt in REGISTRY.items()
+      if rt.devices == {"cpu"} and rt is not auto(torch.device("cpu"))),
+]  # fmt: skip
 
 
 def variant(text: str) -> tuple[str, dict[str, str]]:

@@ -29,6 +29,7 @@ from benchmarks.end_to_end import measure, sample_texts
 from consumer.embedded_broker import EmbeddedBroker
 from model.artifact import load
 from model.predictor import Predictor
+from model.runtimes import REGISTRY
 
 GOAL_MODEL, GOAL_E2E, GOAL_P99_MS = 500_000, 50_000, 100.0
 
@@ -39,7 +40,8 @@ def model_only(cuda: bool, posts: int, sizes: list[int]) -> list[tuple[str, int,
     texts = sample_texts()
     encoded = Predictor(loaded).encode((texts * (posts // len(texts) + 1))[:posts])
     rows = []
-    for runtime in ("torch", "torch-fp16") if cuda else ("torch",):
+    # The runtimes made for CUDA, of those this device runs: on a dry run, PyTorch fp32 alone.
+    for runtime in (n for n, rt in REGISTRY.items() if {"cuda", loaded.device.type} <= rt.devices):
         for size in sizes:
             p = Predictor(loaded, batch_size=size, runtime=runtime)
             p.probabilities(encoded[: size * 2])  # warm-up: cuDNN plans, allocator

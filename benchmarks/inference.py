@@ -2,8 +2,8 @@
 
     python -m benchmarks.inference [--model default] [--threads 1] [--chunk 0]
 
-Every runtime of model.predictor.RUNTIMES that this machine has (the CPU ones here; on CUDA,
-torch and torch-fp16 at batch sizes 256 to 4,096) labels the held-out test split of the reviews
+Every runtime of model.runtimes that runs on the device (the CPU ones here; on CUDA, torch and
+torch-fp16 at batch sizes 256 to 4,096) labels the held-out test split of the reviews
 (shared/DATA.md) in length-sorted chunks, as the service does. It prints ms per post (median of
 --repeats passes), posts/s, test accuracy, the change in accuracy against PyTorch fp32 in points,
 the share of labels unchanged, and how far a post's score moves when the same posts are batched
@@ -26,6 +26,8 @@ import torch
 from consumer.settings import Settings
 from model.artifact import load
 from model.predictor import Predictor
+from model.runtimes import REGISTRY
+from model.runtimes.torch_eager import TORCH
 
 SERVICE_CHUNK = Settings.model_fields["inference_batch_size"].default
 
@@ -55,11 +57,12 @@ def main(argv: list[str] | None = None) -> int:
                   else ("cpu" if args.device == "auto" else args.device))  # fmt: skip
     cuda = loaded.device.type == "cuda"
     encoded = Predictor(loaded).encode(texts)
-    runs = (
-        [(rt, bs) for rt in ("torch", "torch-fp16") for bs in (256, 1024, 4096)]
-        if cuda
-        else [(rt, args.chunk) for rt in ("torch", "onnx", "onnx-int8", "table")]
+    # PyTorch fp32 first: the baseline the others are compared with.
+    here = sorted(
+        (name for name, rt in REGISTRY.items() if loaded.device.type in rt.devices),
+        key=lambda name: name != TORCH.name,
     )
+    runs = [(rt, bs) for rt in here for bs in ((256, 1024, 4096) if cuda else (args.chunk,))]
     print(f"\n{len(texts)} test reviews on {loaded.device}, {args.threads} thread(s), "
           f"{os.cpu_count()} cores\n")  # fmt: skip
     print("| runtime | chunk | ms per post | posts/s | test accuracy | vs fp32, points | "

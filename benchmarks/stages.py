@@ -6,8 +6,8 @@ On the shipped sample reviews, in milliseconds per post (median of --repeats pas
 
 - the text pipeline: normalisation, then each segmenter backend (jieba, rjieba), and the
   vocabulary lookup;
-- the forward pass in length-sorted chunks, as the service runs it, on each CPU runtime, and one
-  post at a time, as the naive loop does;
+- the forward pass in length-sorted chunks, as the service runs it, on each runtime of
+  model.runtimes that runs on the model's device, and one post at a time, as the naive loop does;
 - a shadow candidate's cost (SENTIMENT_SHADOW_MODEL): its own encoding and forward pass;
 - the poll loop's own cost, with the model taken out: consume, decode, the result JSON, produce
   and the delivery callbacks, through an embedded broker, as CPU time of this process (its
@@ -45,6 +45,7 @@ from consumer.records import now_ms, result_value
 from consumer.settings import Settings
 from model.artifact import load
 from model.predictor import Prediction, Predictor, batched_probabilities, resolve_runtime
+from model.runtimes import REGISTRY
 from model.text import Tokenizer, TokenizerConfig, normalize
 
 SERVICE_CHUNK = Settings.model_fields["inference_batch_size"].default
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: [loaded.vocab.encode(t, loaded.max_len) for t in tokens], n, args.repeats
     )
     forward: dict[str, float] = {}  # ms per post by runtime
-    for runtime in ("torch", "onnx", "onnx-int8", "table"):
+    for runtime in (name for name, rt in REGISTRY.items() if loaded.device.type in rt.devices):
         p = Predictor(loaded, batch_size=args.chunk, runtime=runtime, threads=args.threads)
         forward[runtime] = per_post_ms(
             lambda p=p: p.probabilities(encoded),  # type: ignore[misc]

@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from model import runtimes
+
 ENV_PREFIX = "SENTIMENT_"
 SECRETS_DIR_ENV = "SENTIMENT_SECRETS_DIR"
 DEFAULT_SECRETS_DIR = "/run/secrets/sentiment"
@@ -85,19 +87,19 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(256, ge=1, le=10_000)
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000)
     # The forward pass runs in chunks of this many posts sorted by length; 0 is the runtime's
-    # own (model.predictor.DEFAULT_CHUNK). ONNX Runtime's LSTM pays for every padded step and a
-    # post costs about the same in a chunk of 8 as of 64, so its chunks are 16 (python -m
+    # own (its default_chunk in model.runtimes). ONNX Runtime's LSTM pays for every padded step
+    # and a post costs about the same in a chunk of 8 as of 64, so its chunks are 16 (python -m
     # benchmarks.chunks: 2,328 posts/s in chunks of 16 against 1,942 in chunks of 64, one
     # thread). The table runtime computes no padded step and pays a Python step per chunk, so
     # its chunks are 256, and so are a GPU's.
     inference_batch_size: int = Field(0, ge=0, le=10_000)
-    # How the forward pass runs (model.predictor.RUNTIMES). auto, on the CPU: with two or more
-    # cores ONNX Runtime fp32, whose chunks run side by side; with one (a pod's CPU limit
-    # counts, consumer.cores) the table runtime, fp32 with the input side folded into lookup
-    # tables, which drained a backlog 1.2-1.5x faster on that core (benchmarks.capacity).
-    # PyTorch on CUDA. onnx-int8 is cheaper still, but its scores depend on the batch a post
-    # lands in.
-    inference_runtime: Literal["auto", "torch", "torch-fp16", "onnx", "onnx-int8", "table"] = "auto"
+    # How the forward pass runs: auto or a runtime of model.runtimes.REGISTRY. auto, on the
+    # CPU: with two or more cores ONNX Runtime fp32, whose chunks run side by side; with one (a
+    # pod's CPU limit counts, consumer.cores) the table runtime, fp32 with the input side folded
+    # into lookup tables, which drained a backlog 1.2-1.5x faster on that core
+    # (benchmarks.capacity). PyTorch on CUDA. onnx-int8 is cheaper still, but its scores depend
+    # on the batch a post lands in.
+    inference_runtime: str = runtimes.AUTO
     # Chunks of one micro-batch that run through the model at once on the CPU, each in its own
     # thread on one core; 0 is one per core the process may use. Whole chunks side by side use
     # two cores better than one chunk split over two threads (benchmarks.chunks: 3,739 against
@@ -198,6 +200,14 @@ class Settings(BaseSettings):
     def _check_model(cls, v: str) -> str:
         if v != "default" and not Path(v).expanduser().is_dir():
             raise ValueError("must be 'default' or an existing model artifact directory")
+        return v
+
+    @field_validator("inference_runtime")
+    @classmethod
+    def _check_runtime(cls, v: str) -> str:
+        if v not in runtimes.NAMES:
+            *rest, last = (repr(name) for name in runtimes.NAMES)
+            raise ValueError(f"must be {', '.join(rest)} or {last}")
         return v
 
     @field_validator("device")

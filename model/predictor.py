@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
+from model import runtimes
 from model.artifact import LoadedModel
 from model.encoding import Encoded, encode
 from model.explain import token_scores, top_tokens
 from model.network import SentimentClassifier
-from model.table_lstm import TableForward, table_bytes, unsupported
+from model.runtimes.torch_eager import TORCH
 from model.vocab import UNK_ID
 
 
@@ -30,57 +30,12 @@ class Prediction:
         return max(self.probabilities.values())
 
 
-# How the forward pass runs. The artifact is fp32 safetensors whatever the runtime.
-#   torch       PyTorch fp32, on the model's device
-#   torch-fp16  PyTorch under fp16 autocast (CUDA only; cuDNN's LSTM runs fp16)
-#   onnx        ONNX Runtime fp32 (CPU only)
-#   onnx-int8   ONNX Runtime, LSTM and dense weights quantised to int8 at load (CPU only).
-#               Activations are quantised with one scale per batch, so a post's score moves
-#               with its batch neighbours (by up to 0.04 measured): a redelivered post could
-#               get another score. Opt in where that is acceptable.
-#   table       fp32 with the embedding and the LSTM's input projection folded into lookup
-#               tables at load, the recurrence in PyTorch over live rows only (CPU only;
-#               model.table_lstm): the same probabilities for about 70% of ONNX Runtime's CPU
-#               time, on one core. Its Python step per time step holds the GIL, so it cannot
-#               share a second core the way ONNX Runtime's chunks do.
-#   auto        on the CPU: table where the process has one core and the model allows it,
-#               else onnx; torch on CUDA (benchmarks/README.md has the figures)
-RUNTIMES = ("auto", "torch", "torch-fp16", "onnx", "onnx-int8", "table")
-# Posts per forward-pass chunk when none is given. ONNX Runtime computes every padded step, so
-# its chunks are small (benchmarks.chunks); the table runtime computes none and pays a Python
-# step per time step and chunk, and a GPU wants large batches.
-DEFAULT_CHUNK = {"torch": 256, "torch-fp16": 256, "onnx": 16, "onnx-int8": 16, "table": 256}
-# Above this the table runtime's lookup tables cost more memory than auto should spend.
-MAX_AUTO_TABLE_BYTES = 512 * 2**20
-
-
 def resolve_runtime(
     runtime: str, device: torch.device, model: SentimentClassifier | None = None, cores: int = 2
 ) -> str:
-    """The runtime to run: `runtime` checked against the device and model, or auto's choice
-    for a process with `cores` CPU cores."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-    if runtime == "auto":
-        if device.type == "cuda":
-            return "torch"
-        # One core: the table runtime drained a backlog 1.2-1.5x faster than ONNX Runtime. Two
-        # cores: level, since ONNX Runtime's chunks run side by side without the GIL, and only
-        # they can use more (python -m benchmarks.capacity, benchmarks/README.md).
-        one_core_table = (
-            cores <= 1
-            and model is not None
-            and unsupported(model) is None
-            and table_bytes(model) <= MAX_AUTO_TABLE_BYTES
-        )
-        return "table" if one_core_table else "onnx"
-    if runtime == "torch-fp16" and device.type != "cuda":
-        raise ValueError("runtime torch-fp16 needs a CUDA device")
-    if (runtime.startswith("onnx") or runtime == "table") and device.type != "cpu":
-        raise ValueError(f"runtime {runtime} runs on the CPU only; use torch on {device}")
-    if runtime == "table" and model is not None and (why := unsupported(model)) is not None:
-        raise ValueError(f"runtime table cannot run this model: {why}; use onnx or torch")
-    return runtime
+    """The name of the runtime to run: `runtime` checked against the device and model, or
+    auto's choice for a process with `cores` CPU cores (model.runtimes.resolve)."""
+    return runtimes.resolve(runtime, device, model, cores).name
 
 
 class Predictor:
@@ -88,42 +43,37 @@ class Predictor:
 
     Texts are sorted by length and cut into batches so each batch pads to a similar length; on
     CUDA each batch is built in pinned host memory and copied with non_blocking=True. The
-    forward pass runs on the `runtime` chosen (see RUNTIMES); explanations always use PyTorch,
+    forward pass runs on the `runtime` chosen (model.runtimes); explanations always use PyTorch,
     since they need gradients. `threads` is each forward pass's intra-op threads (ONNX Runtime);
-    on the CPU, `chunk_threads` > 1 runs that many batches' forward passes at once, except on
-    the table runtime, whose Python steps hold the GIL so that chunks side by side only contend.
-    `cores` is how many CPU cores the process may use, which auto chooses by.
+    on the CPU, `chunk_threads` > 1 runs that many batches' forward passes at once where the
+    runtime allows it (not the table runtime, whose Python steps hold the GIL so that chunks
+    side by side only contend). `cores` is how many CPU cores the process may use, which auto
+    chooses by.
     """
 
     def __init__(
         self,
         loaded: LoadedModel,
         batch_size: int = 0,
-        runtime: str = "torch",
+        runtime: str = TORCH.name,
         threads: int = 1,
         chunk_threads: int = 1,
         cores: int = 2,
     ) -> None:
         if batch_size < 0:
-            raise ValueError("batch_size must be >= 0 (0: the runtime's own, DEFAULT_CHUNK)")
+            raise ValueError("batch_size must be >= 0 (0: the runtime's own default_chunk)")
         if chunk_threads < 1:
             raise ValueError("chunk_threads must be >= 1")
         self.loaded = loaded
         self.model = loaded.model.eval()
         self.device = loaded.device
-        self.runtime = resolve_runtime(runtime, self.device, self.model, cores)
-        self.batch_size = batch_size or DEFAULT_CHUNK[self.runtime]
-        self._forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = self.model
-        self._autocast = self.runtime == "torch-fp16"
-        if self.runtime.startswith("onnx"):
-            from model.onnx_graph import OnnxForward
-
-            self._forward = OnnxForward(self.model, self.runtime == "onnx-int8", threads)
-        elif self.runtime == "table":
-            self._forward = TableForward(self.model)
+        rt = runtimes.resolve(runtime, self.device, self.model, cores)
+        self.runtime = rt.name
+        self.batch_size = batch_size or rt.default_chunk
+        self._forward = rt.build(self.model, threads)
         # A GPU already runs one batch across its cores; concurrent launches would only contend.
         self._pool: Executor | None = None
-        if chunk_threads > 1 and self.device.type == "cpu" and self.runtime != "table":
+        if chunk_threads > 1 and self.device.type == "cpu" and rt.parallel_chunks:
             self._pool = ThreadPoolExecutor(chunk_threads, thread_name_prefix="infer")
         labels = loaded.labels
         self.labels = labels
@@ -136,12 +86,10 @@ class Predictor:
 
     def probabilities(self, encoded: list[Encoded]) -> torch.Tensor:
         """(N, labels) probabilities on the CPU, rows in the order of `encoded`."""
-        ctx = torch.autocast("cuda", dtype=torch.float16) if self._autocast else nullcontext()
-        with ctx:
-            return batched_probabilities(
-                self._forward, [e.ids for e in encoded], self.batch_size, self.device,
-                len(self.labels), self._pool,
-            )  # fmt: skip
+        return batched_probabilities(
+            self._forward, [e.ids for e in encoded], self.batch_size, self.device,
+            len(self.labels), self._pool,
+        )  # fmt: skip
 
     def predict_encoded(self, encoded: list[Encoded]) -> list[Prediction]:
         probs = self.probabilities(encoded).tolist()

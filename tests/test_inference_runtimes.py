@@ -1,10 +1,12 @@
 """The forward pass on each CPU runtime computes what PyTorch fp32 computes.
 
-ONNX Runtime fp32 must give the same probabilities (to float rounding) for every pooling the
-graph supports, stacked and unidirectional LSTMs included, and so must the table runtime for
-every single-layer model it folds; int8 must keep the shipped model's accuracy on the held-out
-test split within the 0.3 points the default is chosen by. fp16 autocast needs CUDA, which
-these machines lack: benchmarks/gpu_check.sh measures it there.
+Every runtime in model.runtimes.REGISTRY is held to PyTorch's probabilities, found through the
+registry, so a runtime added there is tested without a line here. ONNX Runtime fp32 must give
+the same probabilities (to float rounding) for every pooling the graph supports, stacked and
+unidirectional LSTMs included, and so must the table runtime for every single-layer model it
+folds; int8 must keep the shipped model's accuracy on the held-out test split within the 0.3
+points the default is chosen by. fp16 autocast needs CUDA, which these machines lack:
+benchmarks/gpu_check.sh measures it there.
 """
 
 from __future__ import annotations
@@ -14,15 +16,36 @@ import torch
 
 from model.artifact import load
 from model.network import ClassifierConfig, SentimentClassifier
-from model.onnx_graph import OnnxForward
 from model.predictor import Predictor, batched_probabilities, resolve_runtime
-from model.table_lstm import TableForward
+from model.runtimes import REGISTRY
+from model.runtimes.onnx_graph import OnnxForward
+from model.runtimes.table_lstm import TableForward
 
 
 def random_batch(n: int, vocab: int, max_len: int, seed: int = 0) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, max_len + 1, (n,), generator=g).tolist()
     return [torch.randint(2, vocab, (k,), generator=g).tolist() for k in lengths]
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_runtime_computes_the_torch_probabilities(name):
+    runtime = REGISTRY[name]
+    usable = [d for d in sorted(runtime.devices) if d == "cpu" or torch.cuda.is_available()]
+    if not usable:
+        # A CUDA-only runtime (torch-fp16) cannot run on these CPU-only machines;
+        # benchmarks/gpu_check.sh runs it on a GPU.
+        pytest.skip(f"{name} runs on {sorted(runtime.devices)} only, which this machine lacks")
+    device = torch.device(usable[0])
+    # Characters and cues on a single bidirectional layer: a model every runtime here runs.
+    model = small_model("max_mean", 1, True, 30, 7).to(device)
+    assert runtime.refuses(model) is None
+    seqs = random_batch(40, 50, 17, seed=5)
+    want = batched_probabilities(model, seqs, 16, device, 2)
+    got = batched_probabilities(runtime.build(model, 1), seqs, runtime.default_chunk, device, 2)
+    # Reduced precision moves a probability by up to 0.03 on this model (int8, measured).
+    atol = 1e-5 if runtime.exact else 5e-2
+    torch.testing.assert_close(got, want, atol=atol, rtol=1e-4)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The classifier on the CPU with its input side folded into lookup tables ("table" runtime).
+"""The classifier on the CPU with its input side folded into lookup tables (the table runtime).
 
 A token's vector (word, plus the mean of its characters' vectors, plus its cue's) and so its
 LSTM input gates, W_ih x + b_ih + b_hh, depend on nothing but its vocabulary id. They are
@@ -14,9 +14,7 @@ built. The probabilities are the PyTorch model's to within float rounding (tests
 Each time step is a handful of PyTorch calls from Python, which hold the GIL between them, so
 the runtime uses one core: chunks side by side on threads only contend (benchmarks/README.md).
 
-Single-layer LSTMs with last, max, mean or max_mean pooling only: a second layer's input is not
-a token, and attention needs every output. The table costs V x 4H x 4 bytes per direction
-(87 MB for the shipped model).
+The runtime's record, the models it folds and what its tables cost are in table.py.
 """
 
 from __future__ import annotations
@@ -25,23 +23,7 @@ import torch
 from torch import Tensor
 
 from model.network import SentimentClassifier
-
-TABLE_POOLINGS = ("last", "max", "mean", "max_mean")
-
-
-def unsupported(model: SentimentClassifier) -> str | None:
-    """Why this runtime cannot run `model`, or None when it can."""
-    cfg = model.cfg
-    if cfg.num_layers != 1:
-        return f"it folds one LSTM layer, and this model has {cfg.num_layers}"
-    if cfg.pooling not in TABLE_POOLINGS:
-        return f"pooling {cfg.pooling!r} needs every output (only {TABLE_POOLINGS})"
-    return None
-
-
-def table_bytes(model: SentimentClassifier) -> int:
-    cfg = model.cfg
-    return cfg.vocab_size * 4 * cfg.hidden_size * (2 if cfg.bidirectional else 1) * 4
+from model.runtimes.table import unsupported
 
 
 def _folded(
