@@ -25,17 +25,16 @@ import json
 import os
 import platform
 import shlex
-import statistics
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from confluent_kafka import Consumer, Producer
 
+from benchmarks.harness import SAMPLES, median_seconds
 from consumer import metrics
 from consumer.batch import decode_batch
 from consumer.delivery import Delivery, Outgoing
@@ -49,17 +48,11 @@ from model.text import Tokenizer, TokenizerConfig, normalize
 
 SERVICE_CHUNK = Settings.model_fields["inference_batch_size"].default
 
-SAMPLES = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "reviews.jsonl"
 LOOP_AIM_US = 20.0
 
 
 def per_post_ms(fn: Callable[[], object], n: int, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / n * 1e3
+    return median_seconds(fn, repeats) / n * 1e3
 
 
 def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float, float]:
