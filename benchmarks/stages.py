@@ -8,7 +8,8 @@ On the shipped sample reviews, in milliseconds per post (median of --repeats pas
   vocabulary lookup;
 - the forward pass in length-sorted chunks, as the service runs it, on each CPU runtime, and one
   post at a time, as the naive loop does;
-- a shadow candidate's cost (SENTIMENT_SHADOW_MODEL): its own encoding and forward pass;
+- a shadow candidate's cost (SENTIMENT_SHADOW_MODEL): its own encoding and forward pass (one
+  that encodes as the live model does skips the encoding);
 - the poll loop's own cost, with the model taken out: consume, decode, the result JSON, produce
   and the delivery callbacks, through an embedded broker, as CPU time of this process (its
   librdkafka threads included) per post. That cost is what bounds a GPU pod, where the model's
@@ -162,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     stages["BiLSTM, one post at a time, torch"] = per_post_ms(
         forward_one, len(one_at_a_time), args.repeats
     )
-    # A shadow candidate encodes each post its own way and runs its own forward pass, in the
-    # poll loop: its whole cost on top of the live model's.
+    # A shadow candidate with a text pipeline of its own encodes each post its own way and runs
+    # its own forward pass, in the poll loop: its whole cost on top of the live model's. One
+    # that encodes alike (consumer.shadow.encodes_alike) skips the encoding.
     shadow = Predictor(load(args.shadow or args.model), batch_size=args.chunk, runtime="auto",
                        threads=args.threads)  # fmt: skip
     stages[f"shadow candidate ({shadow.loaded.version}): encode + forward"] = per_post_ms(

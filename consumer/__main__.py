@@ -127,8 +127,11 @@ def run(settings: Settings, stop: threading.Event) -> int:
                       file=sys.stderr)  # fmt: skip
                 return 2
             candidate.predict(["预热"])
-            shadow = Shadow(candidate, settings.drift_window_size, settings.drift_window_seconds)
-            log.info("shadow candidate %s scored beside the live model", candidate.loaded.version)
+            shadow = Shadow(
+                candidate, loaded, settings.drift_window_size, settings.drift_window_seconds
+            )
+            log.info("shadow candidate %s scored beside the live model%s", shadow.version,
+                     ", on its encoding" if shadow.reuses_encoding else "")  # fmt: skip
         health.model_loaded = True
         if stop.is_set():
             return 0

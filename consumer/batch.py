@@ -51,9 +51,10 @@ def decode_batch(batch: list[Message], s: Settings) -> tuple[list[Post], list[De
 
 def label(
     predictor: Predictor, posts: list[Post], rows: Rows, explain_top_k: int = 0
-) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
-    """Label segmented posts: (post, prediction) pairs, and dead letters for posts the
-    tokenizer failed on, posts with no tokens, and posts the model failed on.
+) -> tuple[list[tuple[Post, Prediction]], list[Encoded], list[DeadLetter]]:
+    """Label segmented posts: (post, prediction) pairs, the encoding behind each (for a shadow
+    candidate that encodes alike), and dead letters for posts the tokenizer failed on, posts
+    with no tokens, and posts the model failed on.
 
     The whole batch goes through the model in one call. If that call fails, each post is tried
     on its own, so that one poisonous post costs only itself, not its neighbours.
@@ -68,7 +69,7 @@ def label(
         else:
             kept.append((post, enc))
     if not kept:
-        return [], dead
+        return [], [], dead
     t0 = time.perf_counter()
     try:
         preds = predictor.predict_encoded([enc for _, enc in kept])
@@ -86,7 +87,7 @@ def label(
     metrics.INFERENCE.observe(time.perf_counter() - t0)
     if explain_top_k and labelled:
         labelled = _explain(predictor, labelled, encoded, explain_top_k)
-    return labelled, dead
+    return labelled, encoded, dead
 
 
 def _explain(

@@ -159,8 +159,11 @@ class Service:
             if previous is not None:
                 rows, seconds = previous.segmented.result(self.health.beat)
                 metrics.PREPROCESS.observe(seconds)
-                labelled, dead = label(self.predictor, previous.posts, rows, self.s.explain_top_k)
-                shadow = self.shadow.score([p.text for p, _ in labelled]) if self.shadow else None
+                labelled, encoded, dead = label(
+                    self.predictor, previous.posts, rows, self.s.explain_top_k
+                )
+                if self.shadow is not None:
+                    shadow = self.shadow.score([p.text for p, _ in labelled], encoded)
             if sent is not None:  # the broker has had the model's time to acknowledge it
                 self.delivery.complete(sent.batch)
                 self._count(sent)
