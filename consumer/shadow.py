@@ -3,12 +3,12 @@
 The candidate is any artifact, with its own vocabulary, text pipeline and segmenter (an older
 model, or one fine-tuned on this week's labels): it encodes each post its own way, in the poll
 loop's thread. Where it encodes exactly as the live model does (the same tokenizer config,
-vocabulary and length cap: a retrained model, the usual case), it takes the live encoding of the
-batch instead, and costs only its forward pass. Its labels never reach the output topic; what it
-yields is, over the drift window (the same count and age bounds), the share of posts where its
-label equals the live one and the PSI of its scores against the live scores. With
-SENTIMENT_SHADOW_IN_RESULTS each result also carries the candidate's label, score and version. A
-failure of the candidate costs only its own figures.
+vocabulary and length cap, as a candidate fine-tuned from the live model does), it takes the
+live encoding of the batch instead, and costs only its forward pass. Its labels never reach the
+output topic; what it yields is, over the drift window (the same count and age bounds), the
+share of posts where its label equals the live one and the PSI of its scores against the live
+scores. With SENTIMENT_SHADOW_IN_RESULTS each result also carries the candidate's label, score
+and version. A failure of the candidate costs only its own figures.
 """
 
 from __future__ import annotations
