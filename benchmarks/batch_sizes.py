@@ -14,7 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from benchmarks.end_to_end import measure, sample_texts
+from benchmarks.end_to_end import measure
+from benchmarks.harness import sample_texts
 from consumer.embedded_broker import EmbeddedBroker
 
 

@@ -29,13 +29,20 @@ import urllib.request
 import uuid
 
 import torch
-from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.end_to_end import PARTITIONS, family, post_values, sample_texts, start, variant
-from benchmarks.soak import cpu_seconds
+from benchmarks.end_to_end import variant
+from benchmarks.harness import (
+    PARTITIONS,
+    cpu_seconds,
+    family,
+    post_values,
+    sample_texts,
+    start_service,
+)
 from consumer.embedded_broker import EmbeddedBroker, create_topics
+from consumer.launch import stream
 from consumer.settings import Settings
 from model.artifact import load
 from model.runtimes import auto
@@ -71,13 +78,11 @@ def drain(bootstrap: str, broker_pid: int, n: int, env: dict[str, str], cpus: st
     topics = {"in": f"cap-in-{tag}", "out": f"cap-out-{tag}", "dlq": f"cap-dlq-{tag}"}
     sizes = {topics["in"]: PARTITIONS, topics["out"]: PARTITIONS, topics["dlq"]: 1}
     create_topics(AdminClient({"bootstrap.servers": bootstrap}), sizes)
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50})
-    for key, value in post_values(sample_texts(), f"cap-{tag}", n):
-        p.produce(topics["in"], value, key.encode())
-        p.poll(0)
-    assert p.flush(60) == 0
-    prefix = ["taskset", "-c", cpus] if cpus else None
-    proc, port = start("service", bootstrap, topics, "default", env, prefix=prefix)
+    backlog = post_values(sample_texts(), f"cap-{tag}", n)
+    stream(bootstrap, topics["in"], backlog, config={"linger.ms": 50})
+    prefix = ["taskset", "-c", cpus] if cpus else []
+    service = start_service(bootstrap, topics, "default", env, prefix=prefix)
+    proc, port = service.proc, service.port
     try:
         first: dict[str, float] | None = None
         t0 = svc0 = brk0 = 0.0

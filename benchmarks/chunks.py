@@ -17,11 +17,11 @@ import argparse
 import os
 import shlex
 import sys
-import time
+from functools import partial
 
 import torch
 
-from benchmarks.end_to_end import sample_texts
+from benchmarks.harness import median_seconds, sample_texts
 from consumer.settings import Settings
 from model.artifact import load
 from model.encoding import Encoded
@@ -47,11 +47,12 @@ def padding_share(lengths: list[int], chunk: int) -> float:
 
 def posts_per_second(p: Predictor, batches: list[list[Encoded]], repeats: int) -> float:
     p.predict_encoded(batches[0])  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(repeats):
+
+    def every_batch() -> None:
         for b in batches:
             p.predict_encoded(b)
-    return repeats * sum(len(b) for b in batches) / (time.perf_counter() - t0)
+
+    return sum(len(b) for b in batches) / median_seconds(every_batch, repeats)
 
 
 def padded_step_cost(p: Predictor, repeats: int) -> tuple[float, float]:
@@ -62,11 +63,8 @@ def padded_step_cost(p: Predictor, repeats: int) -> tuple[float, float]:
     padded[0] = 100
     out = []
     for x, lengths in ((ids[:, :10].contiguous(), short), (ids, padded)):
-        p._forward(x, lengths)
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            p._forward(x, lengths)
-        out.append((time.perf_counter() - t0) / repeats * 1e3)
+        p._forward(x, lengths)  # warm-up
+        out.append(median_seconds(partial(p._forward, x, lengths), repeats) * 1e3)
     return out[0], out[1]
 
 

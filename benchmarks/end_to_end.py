@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import shlex
@@ -36,27 +35,32 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumer.embedded_broker import EmbeddedBroker, create_topics, free_port
+from benchmarks.harness import (
+    PARTITIONS,
+    ROOT,
+    ResultReader,
+    peak_rss_mib,
+    post_values,
+    sample_texts,
+    start_naive,
+    start_service,
+)
+from consumer.embedded_broker import EmbeddedBroker, create_topics
+from consumer.launch import stream
 from consumer.settings import Settings
 from model.runtimes import REGISTRY, auto
 
-SAMPLES = Path(__file__).resolve().parent.parent / "consumer" / "samples" / "reviews.jsonl"
-PARTITIONS = 3
 BAR = 10.0
 BASELINE_BAR = 1.5
-ROOT = Path(__file__).resolve().parent.parent
+QUICK = {"linger.ms": 1}  # each post on its way at once: latency is measured from production
 
 
 @dataclass
@@ -69,131 +73,6 @@ class Figures:
     results: int = 0
     lost: int = 0
     duplicates: int = 0
-
-
-def sample_texts() -> list[str]:
-    return [json.loads(line)["text"] for line in SAMPLES.read_text("utf-8").splitlines()]
-
-
-def post_values(texts: list[str], prefix: str, n: int) -> list[tuple[str, bytes]]:
-    rows = [(f"{prefix}-{i}", texts[i % len(texts)]) for i in range(n)]
-    return [(i, json.dumps({"id": i, "text": t}, ensure_ascii=False).encode()) for i, t in rows]
-
-
-class Reader:
-    """Reads a result topic from the beginning, remembering each result and its timestamp."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}"})
-        self.c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        self.seen: dict[str, tuple[int, dict[str, Any]]] = {}
-        self.records = 0
-
-    def until(self, ids: set[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not ids <= self.seen.keys() and time.monotonic() < deadline:
-            for m in self.c.consume(1000, 0.5):
-                if m.error() is None:
-                    r = json.loads(m.value() or b"{}")
-                    self.records += 1
-                    self.seen.setdefault(r["id"], (m.timestamp()[1], r))
-
-    def close(self) -> None:
-        self.c.close()
-
-
-def produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]], rate: float = 0) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
-    t0 = time.monotonic()
-    for i, (key, value) in enumerate(values):
-        p.produce(topic, value, key.encode())
-        if rate:
-            # poll(timeout) returns at the first delivery report, so it cannot pace by itself.
-            time.sleep(max((i + 1) / rate - (time.monotonic() - t0), 0))
-        p.poll(0)
-    assert p.flush(30) == 0
-
-
-def family(pid: int) -> list[int]:
-    """The process and its children: the service's tokenizer workers are part of its footprint."""
-    pids = [pid]
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                pids.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue  # exited while we looked
-    return pids
-
-
-def status_mib(pids: list[int], field: str) -> float:
-    """A /proc/PID/status memory field (VmHWM, VmRSS), in MiB, summed over the processes."""
-    total = 0.0
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith(field + ":"):
-                    total += int(line.split()[1]) / 1024
-        except OSError:
-            continue
-    return total
-
-
-def peak_rss_mib(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process plus its children."""
-    return status_mib(family(pid), "VmHWM") or float("nan")
-
-
-def start(
-    kind: str,
-    bootstrap: str,
-    topics: dict[str, str],
-    model: str,
-    env_extra: dict[str, str],
-    cwd: Path | None = None,
-    prefix: list[str] | None = None,
-) -> tuple[subprocess.Popen[str], int]:
-    """The consumer's process, once it is ready, and the service's HTTP port (0 for naive).
-
-    `prefix` goes before the command (taskset, to give the service fewer cores)."""
-    group = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-    if cwd is not None:  # another commit's code, run from its worktree
-        env["PYTHONPATH"] = str(cwd)
-    if kind == "naive":
-        cmd = [sys.executable, "-m", "benchmarks.naive_consumer", bootstrap, topics["in"],
-               topics["out"], group, model]  # fmt: skip
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("the naive consumer did not start")
-        return proc, 0
-    port = free_port()
-    env.update(
-        SENTIMENT_BOOTSTRAP_SERVERS=bootstrap,
-        SENTIMENT_INPUT_TOPIC=topics["in"],
-        SENTIMENT_OUTPUT_TOPIC=topics["out"],
-        SENTIMENT_DLQ_TOPIC=topics["dlq"],
-        SENTIMENT_GROUP_ID=group,
-        SENTIMENT_MODEL=model,
-        SENTIMENT_HTTP_PORT=str(port),
-        SENTIMENT_LOG_LEVEL="WARNING",
-        SENTIMENT_KAFKA_CONFIG=json.dumps(
-            {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
-        ),
-        **env_extra,
-    )
-    cmd = [*(prefix or []), sys.executable, "-m", "consumer"]
-    proc = subprocess.Popen(cmd, env=env, text=True, cwd=cwd)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return proc, port
-        except OSError:
-            time.sleep(0.2)  # polling /readyz until the service answers it
-    raise RuntimeError("the service did not become ready")
 
 
 def measure(
@@ -221,27 +100,31 @@ def measure(
         {topics["in"]: PARTITIONS, topics["out"]: PARTITIONS, topics["dlq"]: 1},
     )
     fig = Figures(kind)
-    proc, _ = start(kind, bootstrap, topics, model, env or {}, cwd)
-    reader = Reader(bootstrap, topics["out"])
+    proc = (
+        start_naive(bootstrap, topics, model)
+        if kind == "naive"
+        else start_service(bootstrap, topics, model, env, cwd).proc
+    )
+    reader = ResultReader(bootstrap, topics["out"])
     sent: list[str] = []
     try:
         burst = post_values(texts, "burst", n)
-        produce(bootstrap, topics["in"], burst)
+        stream(bootstrap, topics["in"], burst, config=QUICK)
         sent += [i for i, _ in burst]
         reader.until(set(sent), timeout=max(600.0, n / 2))
         got = [reader.seen[i] for i, _ in burst if i in reader.seen]
-        start_ms = min(r["consumed_at_ms"] for _, r in got)
-        end_ms = max(ts for ts, _ in got)
+        start_ms = min(r.consumed_at_ms for r in got)
+        end_ms = max(r.written_ms for r in got)
         fig.throughput = len(got) / max((end_ms - start_ms) / 1e3, 1e-9)
 
         own = [fig.throughput / 2, fig.throughput * 1.5][: 2 if overload else 1]
         for k, rate in enumerate(rates if rates is not None else own):
             paced = post_values(texts, f"paced{k}", max(int(rate * seconds), 20))
-            produce(bootstrap, topics["in"], paced, rate=rate)
+            stream(bootstrap, topics["in"], paced, rate, config=QUICK)
             sent += [i for i, _ in paced]
             reader.until({i for i, _ in paced}, timeout=max(120.0, 3 * seconds * rate / 10))
-            lat = sorted(ts - r["input_timestamp_ms"] for i, _ in paced if i in reader.seen
-                         for ts, r in [reader.seen[i]])  # fmt: skip
+            lat = sorted(r.written_ms - r.input_timestamp_ms
+                         for r in (reader.seen.get(i) for i, _ in paced) if r)  # fmt: skip
             if lat:
                 p99 = lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]
                 fig.latency[rate] = (statistics.median(lat), p99)

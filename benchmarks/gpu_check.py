@@ -25,7 +25,8 @@ import time
 
 import torch
 
-from benchmarks.end_to_end import measure, sample_texts
+from benchmarks.end_to_end import measure
+from benchmarks.harness import sample_texts
 from consumer.embedded_broker import EmbeddedBroker
 from model.artifact import load
 from model.predictor import Predictor

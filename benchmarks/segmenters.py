@@ -15,23 +15,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shlex
-import statistics
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 
+from benchmarks.harness import ROOT, median_seconds, sample_texts
 from model.segmenters import WORD_SEGMENTERS, segmenter
 from model.text import Tokenizer, TokenizerConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def texts() -> list[str]:
-    reviews = (ROOT / "consumer" / "samples" / "reviews.jsonl").read_text("utf-8").splitlines()
-    out = [json.loads(line)["text"] for line in reviews]
+    out = sample_texts()
     for name in ("social_train.csv", "social_dev.csv"):
         with (ROOT / "training" / "data" / name).open(encoding="utf-8") as f:
             out.extend(row["text"] for row in csv.DictReader(f))
@@ -73,13 +67,11 @@ def word_f1(cut: Callable[[str], list[str]], sentences: list[list[str]]) -> floa
 
 
 def rate(fn: Callable[[str], object], items: list[str], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    def each() -> None:
         for t in items:
             fn(t)
-        times.append(time.perf_counter() - t0)
-    return len(items) / statistics.median(times)
+
+    return len(items) / median_seconds(each, repeats)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,6 @@ CPU is then not sampled).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -27,19 +26,29 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from benchmarks.end_to_end import PARTITIONS, family, post_values, sample_texts, start, status_mib
+from benchmarks.harness import (
+    PARTITIONS,
+    ResultReader,
+    cpu_seconds,
+    family,
+    post,
+    post_values,
+    sample_texts,
+    start_service,
+    status_mib,
+)
 from consumer.embedded_broker import EmbeddedBroker, create_topics
+from consumer.launch import stream
 
 SAMPLE_SECONDS = 10.0
 SUSTAINED_SECONDS, SUSTAINED_WARMUP = 30.0, 10.0
 RSS_GROWTH_BAR = 0.10
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -52,47 +61,11 @@ class Sample:
     results: int
 
 
-def rss_mib(pids: list[int]) -> float:
-    return status_mib(pids, "VmRSS")
+# The embedded broker's cost grows with many small batches (shared/ENVIRONMENT.md).
+BIG_BATCHES = {"linger.ms": 100, "batch.size": 1_000_000}
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
-class Counter:
-    """Reads the result topic in a thread, collecting the ids seen."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"soak-{uuid.uuid4()}"})
-        self.c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        self.ids: set[str] = set()
-        self.records = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for m in self.c.consume(5000, 0.5):
-                if m.error() is None:
-                    self.records += 1
-                    self.ids.add(json.loads(m.value() or b"{}")["id"])
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.c.close()
-
-
-def produce_paced(
+def stream_for(
     bootstrap: str,
     topic: str,
     rate: float,
@@ -100,40 +73,29 @@ def produce_paced(
     produced: list[str],
     stop: threading.Event,
     tag: str = "soak",
-) -> None:
-    """`rate` posts/s for `seconds`, a tenth of a second's worth at a time, each id (`tag` and
-    the step) appended to `produced` (which may already hold earlier posts' ids)."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 100, "batch.size": 1_000_000})
-    texts = sample_texts()
-    t0 = time.monotonic()
-    step, sent = 0, 0
-    while not stop.is_set() and time.monotonic() - t0 < seconds:
-        step += 1
-        due = int(rate * min(step * 0.1, seconds)) - sent
-        sent += max(due, 0)
-        for key, value in post_values(texts, f"{tag}{step}", max(due, 0)):
-            while True:
-                try:
-                    p.produce(topic, value, key.encode())
-                    break
-                except BufferError:
-                    p.poll(0.1)
+) -> threading.Thread:
+    """A thread producing `rate` posts/s for `seconds`, ids `tag-N`, each id appended to
+    `produced` (which may already hold earlier posts' ids) as its post goes out."""
+
+    def records() -> Iterator[tuple[str, bytes]]:
+        texts = sample_texts()
+        for i in range(int(rate * seconds)):  # made as they go: minutes of posts add up
+            key, value = post(texts, tag, i)
             produced.append(key)
-        p.poll(0)
-        time.sleep(max(0.0, t0 + step * 0.1 - time.monotonic()))  # pacing is this loop's job
-    p.flush(60)
+            yield key, value
+
+    args = (bootstrap, topic, records(), rate, stop, BIG_BATCHES)
+    thread = threading.Thread(target=stream, args=args, daemon=True)
+    thread.start()
+    return thread
 
 
-def rate_until(results: Counter, n: int, timeout: float = 300.0) -> float:
+def rate_until(results: ResultReader, n: int, timeout: float = 300.0) -> float:
     """Results/s from the first new result until `n` results are out."""
     start = results.records
-    first = None
-    deadline = time.monotonic() + timeout
-    while results.records < n and time.monotonic() < deadline:
-        if first is None and results.records > start:
-            first = (time.monotonic(), results.records)
-        time.sleep(0.05)  # sampling a counter another thread fills
-    assert first is not None, "no results"
+    assert results.wait(lambda: results.records > start, timeout), "no results"
+    first = (time.monotonic(), results.records)
+    results.wait(lambda: results.records >= n, timeout)
     return (results.records - first[1]) / max(time.monotonic() - first[0], 1e-6)
 
 
@@ -155,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     topics = {"in": f"soak-in-{tag}", "out": f"soak-out-{tag}", "dlq": f"soak-dlq-{tag}"}
     partitions = {topics["in"]: PARTITIONS, topics["out"]: PARTITIONS, topics["dlq"]: 1}
     create_topics(AdminClient({"bootstrap.servers": args.bootstrap}), partitions)
-    proc, _ = start("service", args.bootstrap, topics, args.model, {})
-    results = Counter(args.bootstrap, topics["out"])
+    proc = start_service(args.bootstrap, topics, args.model).proc
+    results = ResultReader(args.bootstrap, topics["out"])
     produced: list[str] = []
     samples: list[Sample] = []
     stop = threading.Event()
@@ -166,27 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         # generator takes CPU from the service, so the burst overstates what it keeps up with:
         # soaked at 75% of the burst, the service fell behind (benchmarks/README.md).
         burst = post_values(sample_texts(), "burst", 6000)
-        p = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 100})
-        for key, value in burst:
-            p.produce(topics["in"], value, key.encode())
-        p.flush(60)
+        stream(args.bootstrap, topics["in"], burst, config=BIG_BATCHES)
         produced += [k for k, _ in burst]
         burst_rate = rate_until(results, len(produced))
         overload: list[str] = []
-        producer = threading.Thread(
-            target=produce_paced,
-            daemon=True,
-            args=(
-                args.bootstrap,
-                topics["in"],
-                1.5 * burst_rate,
-                SUSTAINED_SECONDS,
-                overload,
-                stop,
-                "overload",  # ids of their own: the soak's stream numbers its steps from 1 again
-            ),
-        )
-        producer.start()
+        producer = stream_for(args.bootstrap, topics["in"], 1.5 * burst_rate,
+                              SUSTAINED_SECONDS, overload, stop, "overload")  # fmt: skip
         time.sleep(SUSTAINED_WARMUP)  # the window starts once the backlog has built up
         first = (time.monotonic(), results.records)
         producer.join()
@@ -199,10 +146,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.minutes:g} min")  # fmt: skip
 
         seconds = args.minutes * 60
-        producer = threading.Thread(target=produce_paced, daemon=True, args=(
-            args.bootstrap, topics["in"], rate, seconds, produced, stop))  # fmt: skip
         t0 = time.monotonic()
-        producer.start()
+        producer = stream_for(args.bootstrap, topics["in"], rate, seconds, produced, stop)
         svc_pids = family(proc.pid)
         last_svc = cpu_seconds(svc_pids)
         last_broker = cpu_seconds([broker.pid]) if broker else 0.0
@@ -212,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             now = time.monotonic()
             svc_pids = family(proc.pid)
             svc, brk = cpu_seconds(svc_pids), cpu_seconds([broker.pid]) if broker else 0.0
-            samples.append(Sample(now - t0, rss_mib(svc_pids), (svc - last_svc) / (now - last_t),
+            samples.append(Sample(now - t0, status_mib(svc_pids, "VmRSS"),
+                                  (svc - last_svc) / (now - last_t),
                                   (brk - last_broker) / (now - last_t) if broker else float("nan"),
                                   len(produced), results.records))  # fmt: skip
             last_svc, last_broker, last_t = svc, brk, now
@@ -222,10 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"broker_cpu={s.broker_cpu:4.0%} produced={s.produced} results={s.results}"
             )
         producer.join()
-        deadline = time.monotonic() + 300
-        want = set(produced)
-        while not want <= results.ids and time.monotonic() < deadline:
-            time.sleep(0.5)  # the reader thread catching up with the last posts
+        results.until(set(produced), timeout=300)
     finally:
         stop.set()
         proc.send_signal(signal.SIGTERM)
@@ -233,12 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         results.close()
         if broker is not None:
             broker.stop()
-    lost = len(set(produced) - results.ids)
+    lost = len(set(produced) - results.seen.keys())
     after = [s for s in samples if s.t >= 60] or samples
     growth = (max(s.rss_mib for s in after) - after[0].rss_mib) / after[0].rss_mib
     report(args.out, samples, capacity, rate, lost, growth, len(produced))
     ok = lost == 0 and growth < RSS_GROWTH_BAR
-    print(f"posts {len(produced)}, lost {lost}, duplicates {results.records - len(results.ids)}; "
+    print(f"posts {len(produced)}, lost {lost}, duplicates {results.records - len(results.seen)}; "
           f"RSS growth after the first minute {growth:+.1%} (bar < {RSS_GROWTH_BAR:.0%}): "
           f"{'PASS' if ok else 'FAIL'}")  # fmt: skip
     return 0 if ok else 1

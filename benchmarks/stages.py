@@ -8,7 +8,8 @@ On the shipped sample reviews, in milliseconds per post (median of --repeats pas
   vocabulary lookup;
 - the forward pass in length-sorted chunks, as the service runs it, on each runtime of
   model.runtimes that runs on the model's device, and one post at a time, as the naive loop does;
-- a shadow candidate's cost (SENTIMENT_SHADOW_MODEL): its own encoding and forward pass;
+- a shadow candidate's cost (SENTIMENT_SHADOW_MODEL): its own encoding and forward pass (one
+  that encodes as the live model does skips the encoding);
 - the poll loop's own cost, with the model taken out: consume, decode, the result JSON, produce
   and the delivery callbacks, through an embedded broker, as CPU time of this process (its
   librdkafka threads included) per post. That cost is what bounds a GPU pod, where the model's
@@ -25,17 +26,16 @@ import json
 import os
 import platform
 import shlex
-import statistics
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from confluent_kafka import Consumer, Producer
 
+from benchmarks.harness import SAMPLES, median_seconds
 from consumer import metrics
 from consumer.batch import decode_batch
 from consumer.delivery import Delivery, Outgoing
@@ -50,17 +50,11 @@ from model.text import Tokenizer, TokenizerConfig, normalize
 
 SERVICE_CHUNK = Settings.model_fields["inference_batch_size"].default
 
-SAMPLES = Path(__file__).resolve().parents[1] / "consumer" / "samples" / "reviews.jsonl"
 LOOP_AIM_US = 20.0
 
 
 def per_post_ms(fn: Callable[[], object], n: int, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) / n * 1e3
+    return median_seconds(fn, repeats) / n * 1e3
 
 
 def poll_loop_us(raw: list[bytes], n: int, batch: int) -> tuple[float, float, float]:
@@ -170,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     stages["BiLSTM, one post at a time, torch"] = per_post_ms(
         forward_one, len(one_at_a_time), args.repeats
     )
-    # A shadow candidate encodes each post its own way and runs its own forward pass, in the
-    # poll loop: its whole cost on top of the live model's.
+    # A shadow candidate with a text pipeline of its own encodes each post its own way and runs
+    # its own forward pass, in the poll loop: its whole cost on top of the live model's. One
+    # that encodes alike (consumer.shadow.encodes_alike) skips the encoding.
     shadow = Predictor(load(args.shadow or args.model), batch_size=args.chunk, runtime="auto",
                        threads=args.threads)  # fmt: skip
     stages[f"shadow candidate ({shadow.loaded.version}): encode + forward"] = per_post_ms(

@@ -1,7 +1,8 @@
 """`python -m consumer`: the streaming service.
 
-Reads the settings (stops with one line naming the variable if one is bad), loads the model on
-its device, serves /metrics, /healthz and /readyz, and runs the poll loop until SIGTERM or
+Reads the settings (stops with one line naming the variable if one is bad), serves /metrics,
+/healthz and /readyz, loads the model and any shadow candidate on its device (`load_models`),
+builds everything else the poll loop drives (`build`), and runs the loop until SIGTERM or
 SIGINT, which only set a stop flag: the loop drains the batch in hand, commits and closes, and
 the process exits 0.
 
@@ -17,9 +18,19 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from consumer.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # imported where used, after the settings check: they pull in torch
+    from consumer.http_server import Health
+    from consumer.service import Service
+    from consumer.shadow import Shadow
+    from model.predictor import Predictor
 
 log = logging.getLogger("consumer")
 
@@ -53,12 +64,7 @@ def run(settings: Settings, stop: threading.Event) -> int:
 
     from confluent_kafka import KafkaException
 
-    from consumer import metrics
-    from consumer.cores import available_cores
     from consumer.http_server import Health, HttpServer
-    from consumer.service import Service
-    from model.artifact import ArtifactError, load, resolve_device
-    from model.predictor import Predictor
 
     if settings.torch_threads:
         import torch
@@ -73,71 +79,14 @@ def run(settings: Settings, stop: threading.Event) -> int:
     server.start()
     log.info("HTTP on :%d (/metrics, /healthz, /readyz)", server.port)
     try:
-        t0 = time.perf_counter()
         try:
-            device = resolve_device(settings.device)
-        except ValueError as e:
-            print(f"consumer: SENTIMENT_DEVICE={settings.device}: {e}", file=sys.stderr)
-            return 2
-        try:
-            loaded = load(settings.model, device=device)
-        except (ArtifactError, ValueError) as e:
-            print(f"consumer: SENTIMENT_MODEL={settings.model}: {e}", file=sys.stderr)
-            return 2
-        cores = available_cores()  # the pod's CPU limit, not the node's cores
-        threads = settings.onnx_threads or cores
-        chunk_threads = settings.inference_threads or cores
-        try:
-            predictor = Predictor(
-                loaded, settings.inference_batch_size, settings.inference_runtime, threads,
-                chunk_threads, cores,
-            )  # fmt: skip
-        except ValueError as e:
-            print(f"consumer: SENTIMENT_INFERENCE_RUNTIME={settings.inference_runtime}: {e}",
-                  file=sys.stderr)  # fmt: skip
-            return 2
-        predictor.predict(["预热"])  # loads jieba's dictionary before the first real batch
-        metrics.init_label_series(loaded.labels)
-        metrics.MODEL_INFO.info(
-            {
-                "version": loaded.version,
-                "path": str(loaded.path),
-                "device": str(loaded.device),
-                "runtime": predictor.runtime,
-                "labels": ",".join(loaded.labels),
-            }
-        )
-        log.info(
-            "model %s on %s (runtime %s, cores %d) loaded in %.1f s; %s, batches of up to %d "
-            "within %d ms",
-            loaded.version, loaded.device, predictor.runtime, cores, time.perf_counter() - t0,
-            settings.processing_guarantee, settings.batch_max_size, settings.batch_max_wait_ms,
-        )  # fmt: skip
-        shadow = None
-        if settings.shadow_model:
-            from consumer.shadow import Shadow
-
-            try:
-                candidate = Predictor(
-                    load(settings.shadow_model, device=device), settings.inference_batch_size,
-                    settings.inference_runtime, threads, chunk_threads, cores,
-                )  # fmt: skip
-            except (ArtifactError, ValueError) as e:
-                print(f"consumer: SENTIMENT_SHADOW_MODEL={settings.shadow_model}: {e}",
-                      file=sys.stderr)  # fmt: skip
-                return 2
-            candidate.predict(["预热"])
-            shadow = Shadow(candidate, settings.drift_window_size, settings.drift_window_seconds)
-            log.info("shadow candidate %s scored beside the live model", candidate.loaded.version)
-        health.model_loaded = True
-        if stop.is_set():
-            return 0
-        try:
-            service = Service(settings, predictor, health, stop, shadow)
-        except KafkaException as e:
-            # librdkafka rejects a passthrough property; its value may be a secret, so drop it.
-            why = re.sub(r'value "[^"]*"', "value", str(e.args[0].str()))
-            print(f"consumer: SENTIMENT_KAFKA_CONFIG: {why}", file=sys.stderr)
+            predictor, shadow = load_models(settings)
+            health.model_loaded = True
+            if stop.is_set():
+                return 0
+            service = build(settings, predictor, shadow, health, stop)
+        except StartupError as e:
+            print(f"consumer: {e}", file=sys.stderr)
             return 2
         try:
             service.run()
@@ -153,6 +102,118 @@ def run(settings: Settings, stop: threading.Event) -> int:
         return 0
     finally:
         server.stop()
+
+
+class StartupError(Exception):
+    """A setting the service cannot start with; the message names its variable."""
+
+
+@contextmanager
+def blame(variable: str, value: object, *errors: type[Exception]) -> Iterator[None]:
+    """Turn `errors` into a StartupError naming SENTIMENT_`variable` and its value."""
+    try:
+        yield
+    except errors as e:
+        raise StartupError(f"SENTIMENT_{variable}={value}: {e}") from e
+
+
+def load_models(settings: Settings) -> tuple[Predictor, Shadow | None]:
+    """The live model on its device, warmed up, and the shadow candidate if one is set."""
+    from consumer import metrics
+    from consumer.cores import available_cores
+    from consumer.shadow import Shadow
+    from model.artifact import ArtifactError, load, resolve_device
+    from model.predictor import Predictor
+
+    t0 = time.perf_counter()
+    with blame("DEVICE", settings.device, ValueError):
+        device = resolve_device(settings.device)
+    cores = available_cores()  # the pod's CPU limit, not the node's cores
+    predictor_for = partial(
+        Predictor, batch_size=settings.inference_batch_size, runtime=settings.inference_runtime,
+        threads=settings.onnx_threads or cores, chunk_threads=settings.inference_threads or cores,
+        cores=cores,
+    )  # fmt: skip
+    with blame("MODEL", settings.model, ArtifactError, ValueError):
+        loaded = load(settings.model, device=device)
+    with blame("INFERENCE_RUNTIME", settings.inference_runtime, ValueError):
+        predictor = predictor_for(loaded)
+    predictor.predict(["预热"])  # loads jieba's dictionary before the first real batch
+    metrics.init_label_series(loaded.labels)
+    metrics.MODEL_INFO.info(
+        {
+            "version": loaded.version,
+            "path": str(loaded.path),
+            "device": str(loaded.device),
+            "runtime": predictor.runtime,
+            "labels": ",".join(loaded.labels),
+        }
+    )
+    if device.type == "cuda":
+        import torch
+
+        # Read when Prometheus scrapes, not set on every batch.
+        metrics.GPU_MEMORY.set_function(lambda: torch.cuda.memory_allocated(device))
+    log.info(
+        "model %s on %s (runtime %s, cores %d) loaded in %.1f s; %s, batches of up to %d "
+        "within %d ms",
+        loaded.version, loaded.device, predictor.runtime, cores, time.perf_counter() - t0,
+        settings.processing_guarantee, settings.batch_max_size, settings.batch_max_wait_ms,
+    )  # fmt: skip
+    if not settings.shadow_model:
+        return predictor, None
+    with blame("SHADOW_MODEL", settings.shadow_model, ArtifactError, ValueError):
+        candidate = predictor_for(load(settings.shadow_model, device=device))
+    candidate.predict(["预热"])
+    shadow = Shadow(candidate, loaded, settings.drift_window_size, settings.drift_window_seconds)
+    log.info("shadow candidate %s scored beside the live model%s", shadow.version,
+             ", on its encoding" if shadow.reuses_encoding else "")  # fmt: skip
+    return predictor, shadow
+
+
+def build(
+    settings: Settings,
+    predictor: Predictor,
+    shadow: Shadow | None,
+    health: Health,
+    stop: threading.Event,
+) -> Service:
+    """The poll loop with what it drives: the Kafka clients, the segmenter, the drift monitor
+    and the shape of the results."""
+    from confluent_kafka import Consumer, KafkaException
+
+    from consumer import kafka_stats
+    from consumer.delivery import Delivery
+    from consumer.drift import DriftMonitor
+    from consumer.kafka_config import kafka_configs
+    from consumer.results import Results
+    from consumer.segmentation import make_segmenter
+    from consumer.service import Service
+
+    consumer_cfg, producer_cfg = kafka_configs(settings)
+    try:
+        consumer = Consumer(consumer_cfg)
+        delivery = Delivery(
+            consumer, producer_cfg, dlq_topic=settings.dlq_topic,
+            exactly_once=settings.processing_guarantee == "exactly-once", stop=stop,
+            beat=health.beat, max_dead_letter_bytes=settings.max_message_bytes,
+        )  # fmt: skip
+    except KafkaException as e:
+        # librdkafka rejects a passthrough property; its value may be a secret, so drop it.
+        why = re.sub(r'value "[^"]*"', "value", str(e.args[0].str()))
+        raise StartupError(f"SENTIMENT_KAFKA_CONFIG: {why}") from e
+    loaded = predictor.loaded
+    drift = DriftMonitor(
+        loaded.reference, loaded.labels, settings.drift_window_size,
+        settings.drift_window_seconds, max_len=loaded.max_len,
+    )  # fmt: skip
+    shadow_version = shadow.version if shadow is not None else None
+    results = Results(settings, loaded.labels, loaded.version, shadow_version)
+    segmenter = make_segmenter(loaded, settings.tokenizer_processes)
+    # Without librdkafka statistics, lag comes from the cached watermarks.
+    lag = None if settings.statistics_interval_ms else kafka_stats.WatermarkLag(consumer)
+    return Service(settings, consumer, delivery, segmenter, predictor, shadow, results, drift,
+                   lag, health, stop)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, dataclass, field
 
 from confluent_kafka import Message
 
@@ -19,6 +20,13 @@ from model.encoding import Encoded
 from model.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Explained(Prediction):
+    """A prediction with the tokens that drove its label (SENTIMENT_EXPLAIN_TOP_K)."""
+
+    top_tokens: list[tuple[str, float]] = field(default_factory=list)
 
 
 def decode_batch(batch: list[Message], s: Settings) -> tuple[list[Post], list[DeadLetter]]:
@@ -43,9 +51,10 @@ def decode_batch(batch: list[Message], s: Settings) -> tuple[list[Post], list[De
 
 def label(
     predictor: Predictor, posts: list[Post], rows: Rows, explain_top_k: int = 0
-) -> tuple[list[tuple[Post, Prediction]], list[DeadLetter]]:
-    """Label segmented posts: (post, prediction) pairs, and dead letters for posts the
-    tokenizer failed on, posts with no tokens, and posts the model failed on.
+) -> tuple[list[tuple[Post, Prediction]], list[Encoded], list[DeadLetter]]:
+    """Label segmented posts: (post, prediction) pairs, the encoding behind each (for a shadow
+    candidate that encodes alike), and dead letters for posts the tokenizer failed on, posts
+    with no tokens, and posts the model failed on.
 
     The whole batch goes through the model in one call. If that call fails, each post is tried
     on its own, so that one poisonous post costs only itself, not its neighbours.
@@ -60,39 +69,44 @@ def label(
         else:
             kept.append((post, enc))
     if not kept:
-        return [], dead
+        return [], [], dead
     t0 = time.perf_counter()
     try:
         preds = predictor.predict_encoded([enc for _, enc in kept])
         labelled = [(post, pred) for (post, _), pred in zip(kept, preds, strict=True)]
-        survivors = kept
+        encoded = [enc for _, enc in kept]
     except Exception as e:
         log.warning("inference failed on a batch of %d (%s); retrying post by post", len(kept), e)
-        labelled, survivors = [], []
+        labelled, encoded = [], []
         for post, enc in kept:
             try:
                 labelled.append((post, predictor.predict_encoded([enc])[0]))
-                survivors.append((post, enc))
+                encoded.append(enc)
             except Exception as e1:  # routed to the dead-letter topic with the error text
                 dead.append(_dead(post, Reason.INFERENCE_ERROR, e1))
     metrics.INFERENCE.observe(time.perf_counter() - t0)
-    if explain_top_k and survivors:
-        _explain(predictor, survivors, explain_top_k)
-    return labelled, dead
+    if explain_top_k and labelled:
+        labelled = _explain(predictor, labelled, encoded, explain_top_k)
+    return labelled, encoded, dead
 
 
-def _explain(predictor: Predictor, kept: list[tuple[Post, Encoded]], top_k: int) -> None:
-    """Attach each post's top tokens; off by default because it costs a backward pass.
+def _explain(
+    predictor: Predictor,
+    labelled: list[tuple[Post, Prediction]],
+    encoded: list[Encoded],
+    top_k: int,
+) -> list[tuple[Post, Prediction]]:
+    """Each prediction with its top tokens; off by default because it costs a backward pass.
 
     An explanation is an extra: if it fails the labels still go out, without `top_tokens`.
     """
     try:
-        tops = predictor.explain_encoded([enc for _, enc in kept], top_k)
+        tops = predictor.explain_encoded(encoded, top_k)
     except Exception as e:
-        log.warning("explanations failed for a batch of %d: %s", len(kept), e)
-        return
-    for (post, _), top in zip(kept, tops, strict=True):
-        post.top_tokens = top
+        log.warning("explanations failed for a batch of %d: %s", len(encoded), e)
+        return labelled
+    return [(post, Explained(**asdict(pred), top_tokens=top))
+            for (post, pred), top in zip(labelled, tops, strict=True)]  # fmt: skip
 
 
 def _dead(post: Post, reason: Reason, error: object) -> DeadLetter:

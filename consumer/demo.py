@@ -16,19 +16,19 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from consumer import launch
 from consumer.embedded_broker import EmbeddedBroker, free_port
 from consumer.records import H_REASON
 
@@ -54,54 +54,13 @@ def sample_posts(n: int) -> list[dict[str, Any]]:
             for i in range(n)]  # fmt: skip
 
 
-def stream(bootstrap: str, posts: list[dict[str, Any]], rate: float, stop: threading.Event) -> None:
-    """Produce the posts at about `rate` per second, with the malformed ones spread among them."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+def with_malformed(posts: list[dict[str, Any]]) -> Iterator[tuple[bytes, bytes]]:
+    """The posts as (key, value) records, with the malformed messages spread among them."""
     every = max(len(posts) // (len(MALFORMED) + 1), 1)
-    t0 = time.monotonic()
     for i, post in enumerate(posts):
-        if stop.is_set():
-            break
         if i and i % every == 0 and i // every <= len(MALFORMED):
-            p.produce("posts", MALFORMED[i // every - 1], key=b"malformed")
-        p.produce("posts", json.dumps(post, ensure_ascii=False).encode(), key=post["id"].encode())
-        # poll(timeout) returns at the first delivery report, so it cannot pace by itself.
-        time.sleep(max((i + 1) / rate - (time.monotonic() - t0), 0))
-        p.poll(0)
-    p.flush(30)
-
-
-def start_service(bootstrap: str, port: int, log: Any) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-    env.update(
-        SENTIMENT_BOOTSTRAP_SERVERS=bootstrap,
-        SENTIMENT_MODEL=os.environ.get("SENTIMENT_MODEL", "default"),
-        SENTIMENT_HTTP_PORT=str(port),
-        SENTIMENT_GROUP_ID="sentiment-demo",
-        # The embedded broker makes a group join wait half the session timeout; keep it short.
-        SENTIMENT_KAFKA_CONFIG=json.dumps(
-            {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
-        ),
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "consumer"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-
-
-def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"the service exited with {proc.returncode}; its log:\n"
-                     + Path(log_path).read_text(errors="replace"))  # fmt: skip
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)  # polling /readyz; nothing to wait on but the service itself
-    sys.exit(f"the service did not become ready in 120 s; see {log_path}")
+            yield b"malformed", MALFORMED[i // every - 1]
+        yield post["id"].encode(), json.dumps(post, ensure_ascii=False).encode()
 
 
 class Progress:
@@ -185,19 +144,25 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     stop = threading.Event()
+    fd, name = tempfile.mkstemp(prefix="sentiment-service-", suffix=".log")
+    os.close(fd)
+    log = Path(name)
     print("starting the embedded Kafka broker (Tansu) ...", flush=True)
-    with (
-        EmbeddedBroker() as broker,
-        tempfile.NamedTemporaryFile(
-            prefix="sentiment-service-", suffix=".log", delete=False
-        ) as log,
-    ):
+    with EmbeddedBroker() as broker:
         broker.create_topics(TOPICS)
         port = 9108 if _port_free(9108) else free_port()
-        print(f"broker on {broker.bootstrap}; starting the service (log: {log.name}) ...")
-        proc = start_service(broker.bootstrap, port, log)
+        print(f"broker on {broker.bootstrap}; starting the service (log: {log}) ...")
+        settings = {
+            "bootstrap_servers": broker.bootstrap,
+            "model": os.environ.get("SENTIMENT_MODEL", "default"),
+            "http_port": port,
+            "group_id": "sentiment-demo",
+            # The embedded broker makes a group join wait half the session timeout; keep it short.
+            "kafka_config": {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
+        }
+        svc = launch.start(settings, log=log, wait=False)
         try:
-            wait_ready(proc, port, log.name)
+            svc.wait_ready()
             print(f"service ready. Metrics: http://127.0.0.1:{port}/metrics  "
                   f"(also /healthz, /readyz)")  # fmt: skip
             posts = sample_posts(args.posts)
@@ -205,24 +170,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"streaming {len(posts)} sample reviews + {len(MALFORMED)} malformed messages "
                 "into 'posts'; results on 'posts.sentiment', dead letters on 'posts.dlq'"
             )
+            records = with_malformed(posts)
             producer = threading.Thread(
-                target=stream, args=(broker.bootstrap, posts, args.rate, stop), daemon=True
+                target=launch.stream,
+                args=(broker.bootstrap, "posts", records, args.rate, stop),
+                daemon=True,
             )
             producer.start()
             watch(broker.bootstrap, Progress(len(posts)), stop, args.exit_when_done)
+        except launch.NotReadyError as e:
+            sys.exit(str(e))
         except KeyboardInterrupt:
             print("\nCtrl+C: stopping the service (it drains, commits and leaves the group) ...")
         finally:
             stop.set()
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
             try:
-                code = proc.wait(30)
+                code = svc.stop(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
+                svc.proc.kill()
+                code = svc.proc.wait()
             print(f"service exited with {code}; stopping the broker.")
-            print(f"metrics were at http://127.0.0.1:{port}/metrics; service log: {log.name}")
+            print(f"metrics were at http://127.0.0.1:{port}/metrics; service log: {log}")
     return 0
 
 

@@ -7,10 +7,15 @@ on, which nothing may override.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from consumer import kafka_stats
+from confluent_kafka import KafkaError, TopicPartition
+
+from consumer import kafka_stats, metrics
 from consumer.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -35,6 +40,7 @@ def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
         # store at consume() time would commit posts whose results could still be lost.
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
+        "on_commit": on_commit,
     }
     if s.statistics_interval_ms:
         consumer["statistics.interval.ms"] = s.statistics_interval_ms
@@ -49,3 +55,11 @@ def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     if s.processing_guarantee == "exactly-once":
         producer["transactional.id"] = s.effective_transactional_id()
     return consumer, producer
+
+
+def on_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """Counts the asynchronous commits; a failed one leaves its offsets for the next."""
+    if err is None:
+        metrics.COMMITS.inc()
+    elif err.code() != KafkaError._NO_OFFSET:  # nothing new to commit
+        log.warning("offset commit failed: %s", err)

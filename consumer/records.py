@@ -92,8 +92,6 @@ class Post:
     raw: bytes | None  # the original value and headers, for a dead letter found later
     headers: list[tuple[str, Any]]
     source: Source
-    # The tokens that drove the label, when SENTIMENT_EXPLAIN_TOP_K turns explanations on.
-    top_tokens: list[tuple[str, float]] | None = None
 
 
 @dataclass
@@ -215,7 +213,8 @@ def result_value(
     extra: dict[str, Any] | None = None,
 ) -> bytes:
     """The output record: the input's fields carried through, the service's own fields on top,
-    then `extra` (a shadow candidate's label, a review reason)."""
+    then `extra` (the tokens that drove the label, a shadow candidate's label, a review
+    reason)."""
     out = dict(post.fields)
     if not out:
         out["text"] = post.text  # raw-text input: keep the text so the result stands alone
@@ -234,8 +233,6 @@ def result_value(
         consumed_at_ms=post.source.consumed_at_ms,
         processed_at_ms=processed_at_ms,
     )
-    if post.top_tokens is not None:
-        out["top_tokens"] = [[tok, round(w, 4)] for tok, w in post.top_tokens]
     if extra:
         out.update(extra)
     try:

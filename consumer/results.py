@@ -1,13 +1,14 @@
 """A labelled batch as the records to write: one result per post on the output topic, and the
 picks of the review sampler on the review topic (consumer.review), each with the model version in
-a header and, when a shadow candidate runs with SENTIMENT_SHADOW_IN_RESULTS, its label beside
-the live one."""
+a header, the tokens that drove its label when explanations are on and, when a shadow candidate
+runs with SENTIMENT_SHADOW_IN_RESULTS, its label beside the live one."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from consumer import metrics
+from consumer.batch import Explained
 from consumer.delivery import Outgoing
 from consumer.records import H_MODEL_VERSION, Post, now_ms, result_value
 from consumer.review import ReviewSampler
@@ -37,6 +38,8 @@ class Results:
         out = []
         for i, (post, pred) in enumerate(labelled):
             extra: dict[str, Any] = {}
+            if isinstance(pred, Explained):
+                extra["top_tokens"] = [[tok, round(w, 4)] for tok, w in pred.top_tokens]
             if shadow is not None and self.shadow_version is not None:
                 cand = shadow[i]
                 extra["shadow"] = {"label": cand.label, "score": round(cand.score, 6),

@@ -1,11 +1,14 @@
 """Shadow scoring: a candidate model labels the same batches as the live one, for comparison.
 
 The candidate is any artifact, with its own vocabulary, text pipeline and segmenter (an older
-model, or one fine-tuned on this week's labels): it encodes each post its own way. Its labels
-never reach the output topic; what it yields is, over the drift window (the same count and age
-bounds), the share of posts where its label equals the live one and the PSI of its scores
-against the live scores. With SENTIMENT_SHADOW_IN_RESULTS each result also carries the
-candidate's label, score and version. A failure of the candidate costs only its own figures.
+model, or one fine-tuned on this week's labels): it encodes each post its own way, in the poll
+loop's thread. Where it encodes exactly as the live model does (the same tokenizer config,
+vocabulary and length cap, as a candidate fine-tuned from the live model does), it takes the
+live encoding of the batch instead, and costs only its forward pass. Its labels never reach the
+output topic; what it yields is, over the drift window (the same count and age bounds), the
+share of posts where its label equals the live one and the PSI of its scores against the live
+scores. With SENTIMENT_SHADOW_IN_RESULTS each result also carries the candidate's label, score
+and version. A failure of the candidate costs only its own figures.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from collections import deque
 from typing import NamedTuple
 
 from consumer import metrics
+from model.artifact import LoadedModel
 from model.drift import SCORE_EDGES, bin_index, psi
+from model.encoding import Encoded
 from model.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -30,10 +35,23 @@ class _Pair(NamedTuple):
     shadow_bin: int
 
 
+def encodes_alike(a: LoadedModel, b: LoadedModel) -> bool:
+    """Whether the two models turn every text into the same Encoded (tokens, ids, counts)."""
+    return (
+        a.tokenizer.config == b.tokenizer.config
+        and a.max_len == b.max_len
+        and a.vocab.char_fallback == b.vocab.char_fallback
+        and a.vocab.itos == b.vocab.itos
+    )
+
+
 class Shadow:
-    def __init__(self, candidate: Predictor, window_size: int, window_seconds: float) -> None:
+    def __init__(
+        self, candidate: Predictor, live: LoadedModel, window_size: int, window_seconds: float
+    ) -> None:
         self.candidate = candidate
         self.version = candidate.loaded.version
+        self.reuses_encoding = encodes_alike(candidate.loaded, live)
         self.window_size = window_size
         self.window_seconds = window_seconds
         self._pairs: deque[_Pair] = deque()
@@ -42,9 +60,12 @@ class Shadow:
         self._shadow = [0] * (len(SCORE_EDGES) - 1)
         metrics.SHADOW_INFO.info({"version": self.version, "path": str(candidate.loaded.path)})
 
-    def score(self, texts: list[str]) -> list[Prediction] | None:
-        """The candidate's predictions for the texts, or None if it failed on them."""
+    def score(self, texts: list[str], encoded: list[Encoded]) -> list[Prediction] | None:
+        """The candidate's predictions for the texts, whose live encodings are `encoded`, or
+        None if it failed on them."""
         try:
+            if self.reuses_encoding:
+                return self.candidate.predict_encoded(encoded)
             return self.candidate.predict(texts)
         except Exception as e:  # the live results must go out whatever the candidate does
             metrics.SHADOW_ERRORS.inc()

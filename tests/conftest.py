@@ -16,11 +16,9 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumer.embedded_broker import EmbeddedBroker, create_topics, free_port
+from consumer import launch
+from consumer.embedded_broker import EmbeddedBroker, create_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 # Group joins on Tansu wait about half the session timeout; short keeps every start quick.
@@ -252,23 +251,17 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 # ----------------------------------------------------------------------------- the service
 
 
-@dataclass
-class ServiceProcess:
-    proc: subprocess.Popen[bytes]
-    port: int
-    env: dict[str, str]
-    log_path: Path
-    _log: Any = field(repr=False, default=None)
+class ServiceProcess(launch.ServiceProcess):
+    """A service started for a test, with what the tests read from it."""
 
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(self.url(path), timeout=5) as r:  # noqa: S310
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+    @classmethod
+    def start(
+        cls, settings: dict[str, Any], log: Path, prefix: list[str] | None = None
+    ) -> ServiceProcess:
+        """consumer.launch.start, not yet ready, run from the log's directory: not the repo
+        root, so that a developer's .env cannot leak in."""
+        svc = launch.start(settings, log=log, cwd=log.parent, prefix=prefix or (), wait=False)
+        return cls(svc.proc, svc.port, svc.env, svc.log_path)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
         from prometheus_client.parser import text_string_to_metric_families
@@ -279,29 +272,6 @@ class ServiceProcess:
                 if s.name == name and (labels is None or s.labels == labels):
                     return float(s.value)
         raise KeyError(name)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"service exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                return self.get("/readyz")[0] == 200
-            except OSError:
-                return False
-
-        wait_for(ready, timeout, "/readyz")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            if self._log is not None:
-                self._log.close()
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -345,31 +315,22 @@ def start_service(
         prefix: list[str] | None = None,  # before the command: taskset, to give it fewer cores
         **settings: Any,
     ) -> ServiceProcess:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-        env.update(
-            SENTIMENT_BOOTSTRAP_SERVERS=kafka_bootstrap,
-            SENTIMENT_INPUT_TOPIC=topics.input,
-            SENTIMENT_OUTPUT_TOPIC=topics.output,
-            SENTIMENT_DLQ_TOPIC=topics.dlq,
-            SENTIMENT_GROUP_ID=group,
-            SENTIMENT_MODEL=model_name,
-            SENTIMENT_DEVICE="cpu",
-            SENTIMENT_HTTP_PORT=str(port),
-            SENTIMENT_STATISTICS_INTERVAL_MS="1000",
-            SENTIMENT_KAFKA_CONFIG=json.dumps({**FAST_GROUP, **(kafka_config or {})}),
+        svc = ServiceProcess.start(
+            {
+                "bootstrap_servers": kafka_bootstrap,
+                "input_topic": topics.input,
+                "output_topic": topics.output,
+                "dlq_topic": topics.dlq,
+                "group_id": group,
+                "model": model_name,
+                "device": "cpu",
+                "statistics_interval_ms": 1000,
+                "kafka_config": {**FAST_GROUP, **(kafka_config or {})},
+                **settings,
+            },
+            tmp_path / f"service-{len(started)}.log",
+            prefix,
         )
-        env.update({f"SENTIMENT_{k.upper()}": str(v) for k, v in settings.items()})
-        log_path = tmp_path / f"service-{len(started)}.log"
-        log = log_path.open("wb")
-        proc = subprocess.Popen(
-            [*(prefix or []), sys.executable, "-m", "consumer"],
-            cwd=tmp_path,  # not the repo root, so a developer's .env cannot leak in
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        svc = ServiceProcess(proc, port, env, log_path, log)
         started.append(svc)
         if wait:
             svc.wait_ready()

@@ -9,10 +9,7 @@ the second part is produced only after it, so the stop is mid-stream however fas
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -156,23 +153,17 @@ def test_exactly_once_kill_and_restart_leaves_no_duplicates_among_committed_resu
 
 def service_on(broker, tmp_path, model_name, kafka_config=None, bootstrap=None, **settings):
     """`python -m consumer` on a private broker's default topics, ready to serve."""
-    from consumer.embedded_broker import free_port
     from tests.conftest import FAST_GROUP, ServiceProcess
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTIMENT_")}
-    env.update(
-        SENTIMENT_BOOTSTRAP_SERVERS=bootstrap or broker.bootstrap,
-        SENTIMENT_MODEL=model_name,
-        SENTIMENT_HTTP_PORT=str(port),
-        SENTIMENT_KAFKA_CONFIG=json.dumps({**FAST_GROUP, **(kafka_config or {})}),
+    svc = ServiceProcess.start(
+        {
+            "bootstrap_servers": bootstrap or broker.bootstrap,
+            "model": model_name,
+            "kafka_config": {**FAST_GROUP, **(kafka_config or {})},
+            **settings,
+        },
+        tmp_path / "service.log",
     )
-    env.update({f"SENTIMENT_{k.upper()}": str(v) for k, v in settings.items()})
-    log_path = tmp_path / "service.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "consumer"], cwd=tmp_path, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    svc = ServiceProcess(proc, port, env, log_path, log)
     svc.wait_ready()
     return svc
 

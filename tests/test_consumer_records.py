@@ -168,7 +168,8 @@ def post(text: str, i: int) -> Post:
 def label_batch(predictor, posts):
     """The service's step: segment in this thread, then label."""
     rows, _ = InProcessSegmenter(predictor.loaded).submit([p.text for p in posts]).result()
-    return label(predictor, posts, rows)
+    labelled, _, dead = label(predictor, posts, rows)
+    return labelled, dead
 
 
 def test_label_batch_labels_posts_and_dead_letters_empty_ones(tiny_predictor):
@@ -205,6 +206,26 @@ def test_a_post_that_breaks_inference_costs_only_itself(tiny_predictor, monkeypa
     assert [d.reason for d in dead] == ["inference_error"]
     assert "poisoned input" in dead[0].error
     assert metrics.REGISTRY.get_sample_value(count) == before + 1  # timed once per batch
+
+
+def test_explanations_ride_on_the_prediction_into_the_result_and_leave_the_post_alone(
+    tiny_predictor,
+):
+    from consumer.batch import Explained
+    from consumer.results import Results
+    from consumer.settings import Settings
+
+    posts = [post("很好用", 0), post("太差了", 1)]
+    rows, _ = InProcessSegmenter(tiny_predictor.loaded).submit([p.text for p in posts]).result()
+    labelled, encoded, _ = label(tiny_predictor, posts, rows, explain_top_k=2)
+    tops = tiny_predictor.explain_encoded(encoded, 2)
+    for (p, pred), top in zip(labelled, tops, strict=True):
+        assert isinstance(pred, Explained) and pred.top_tokens == top
+        assert not hasattr(p, "top_tokens")  # the input post is left as it came
+    s = Settings(bootstrap_servers="k:9092", group_id="g")
+    out = Results(s, tiny_predictor.labels, "v1", None).records(labelled, None)
+    for rec, top in zip(out, tops, strict=True):
+        assert json.loads(rec.value)["top_tokens"] == [[t, round(w, 4)] for t, w in top]
 
 
 def test_kafka_configs_let_passthrough_tune_but_not_weaken_the_guarantee():

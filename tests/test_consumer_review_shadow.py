@@ -7,6 +7,7 @@ its agreement metric must equal the agreement computed offline from both models'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -17,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from consumer import metrics
 from consumer.embedded_broker import create_topics
 from consumer.review import ReviewReason, ReviewSampler
+from consumer.shadow import Shadow, encodes_alike
 from model import artifact
 from model.network import ClassifierConfig, SentimentClassifier
 from model.predictor import Predictor
@@ -132,3 +134,29 @@ def test_shadow_agreement_equals_the_offline_agreement(
         if candidate == "live":
             assert (r["shadow"]["label"], r["shadow"]["score"]) == (r["label"], r["score"])
     assert svc.stop() == 0
+
+
+def test_a_candidate_that_encodes_alike_scores_the_live_encoding_and_gets_the_same_scores(
+    model_name, other_model, monkeypatch
+):
+    """The shadow takes the batch's live encoding only when its own would be the same: the same
+    tokenizer config, vocabulary and length cap; else it encodes the texts itself."""
+    live = artifact.load(model_name)
+    texts = [r["text"] for r in posts(64)]
+    encoded = Predictor(live).encode(texts)
+    assert encodes_alike(live, live)
+    assert not encodes_alike(live, dataclasses.replace(live, max_len=live.max_len // 2))
+
+    same = Shadow(Predictor(artifact.load(model_name), runtime="auto"), live, 100, 60)
+    assert same.reuses_encoding
+    own = same.candidate.predict(texts)
+
+    def encode_again(texts):
+        raise AssertionError("the candidate encoded the texts again")
+
+    monkeypatch.setattr(same.candidate, "encode", encode_again)
+    assert same.score(texts, encoded) == own
+
+    other = Shadow(Predictor(artifact.load(other_model), runtime="auto"), live, 100, 60)
+    assert not other.reuses_encoding
+    assert other.score(texts, encoded) == other.candidate.predict(texts)
