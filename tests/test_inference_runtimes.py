@@ -89,12 +89,16 @@ def test_every_registered_runtime_computes_the_torch_probabilities_or_refuses(na
         torch.testing.assert_close(got, want, atol=atol, rtol=1e-4)
 
 
-def test_the_cpu_runtimes_run_sentas_network():
-    # Senta is what will ship: a refusal here sends it to torch, 5-10x slower.
+def test_the_cpu_runtimes_run_sentas_network_and_auto_picks_as_for_todays():
+    # Senta is what will ship: a refusal here sends it to torch, 5-10x slower. auto's rule holds
+    # for it (benchmarks/README.md, Senta's network).
+    cpu = torch.device("cpu")
     for peepholes in (False, True):
         model = small_model("end", 1, True, 0, 0, peepholes=peepholes, head_hidden=6)
         for name in ("onnx", "onnx-int8", "table"):
             assert REGISTRY[name].refuses(model) is None, name
+        assert resolve_runtime("auto", cpu, model, cores=1) == "table"
+        assert resolve_runtime("auto", cpu, model, cores=2) == "onnx"
 
 
 @pytest.mark.parametrize(
