@@ -4,11 +4,13 @@
 
 Every runtime of model.runtimes that runs on the device (the CPU ones here; on CUDA, torch and
 torch-fp16 at batch sizes 256 to 4,096) labels the held-out test split of the reviews
-(shared/DATA.md) in length-sorted chunks, as the service does. It prints ms per post (median of
---repeats passes), posts/s, test accuracy, the change in accuracy against PyTorch fp32 in points,
-the share of labels unchanged, and how far a post's score moves when the same posts are batched
-differently. A runtime is eligible as the CPU default when its accuracy is within 0.3 points of
-fp32 and its scores do not depend on the batch (a redelivered post must get the same score).
+(shared/DATA.md) in length-sorted chunks, as the service does. --model is an artifact's name or
+directory (build/senta-base). It prints ms per post (median of --repeats passes, the runtimes
+taking turns within each), posts/s, test accuracy, the change in accuracy against PyTorch fp32
+in points, the share of labels unchanged, and how far a post's score moves when the same posts
+are batched differently. A runtime is eligible as the CPU default when its accuracy is within
+0.3 points of fp32 and its scores do not depend on the batch (a redelivered post must get the
+same score).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 
 from consumer.settings import Settings
 from model.artifact import load
-from model.predictor import Predictor
+from model.predictor import Prediction, Predictor
 from model.runtimes import REGISTRY
 from model.runtimes.torch_eager import TORCH
 
@@ -70,16 +72,25 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     base: list[str] | None = None
     base_acc = 0.0
-    for runtime, chunk in runs:
-        p = Predictor(loaded, batch_size=chunk, runtime=runtime, threads=args.threads)
+    predictors = [
+        Predictor(loaded, batch_size=chunk, runtime=runtime, threads=args.threads)
+        for runtime, chunk in runs
+    ]
+    for p in predictors:
         p.predict_encoded(encoded[: p.batch_size])  # warm-up: allocations, cuDNN plans
-        times = []
-        for _ in range(args.repeats):
+    # The runtimes take turns within each repeat, so a busy neighbour on a shared machine slows
+    # them alike rather than whichever ran while it was busy.
+    times: list[list[float]] = [[] for _ in runs]
+    outputs: list[list[Prediction]] = []
+    for _ in range(args.repeats):
+        outputs = []
+        for p, spent in zip(predictors, times, strict=True):
             if cuda:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            preds = p.predict_encoded(encoded)
-            times.append(time.perf_counter() - t0)
+            outputs.append(p.predict_encoded(encoded))
+            spent.append(time.perf_counter() - t0)
+    for (runtime, _), p, spent, preds in zip(runs, predictors, times, outputs, strict=True):
         labels = [x.label for x in preds]
         # The same posts in other batches (shuffled): a deterministic runtime gives each post
         # the same score whatever its neighbours.
@@ -91,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         if base is None:  # the first run is PyTorch fp32: the baseline
             base, base_acc = labels, acc
         same = sum(a == b for a, b in zip(labels, base, strict=True)) / len(labels)
-        ms = statistics.median(times) / len(texts) * 1e3
+        ms = statistics.median(spent) / len(texts) * 1e3
         delta = (acc - base_acc) * 100
         print(f"| {runtime} | {p.batch_size} | {ms:.3f} | {1e3 / ms:,.0f} | {acc:.4f} | "
               f"{delta:+.2f} | {same:.2%} | {moved:.1e} |")  # fmt: skip

@@ -68,7 +68,7 @@ class ClassifierConfig(NetworkConfig):
     # (model.knowledge.CUES: positive, negative, negation, degree, emoji polarity).
     cue_kinds: int = 0
     # Senta's network (training.senta). Here, not in NetworkConfig, so that they are no training
-    # flags yet: the onnx and table runtimes read neither and must refuse them first.
+    # flags yet.
     # > 0 puts a dense layer of this size with tanh between the pooling and the output layer;
     # 0 is one output layer.
     head_hidden: int = 0

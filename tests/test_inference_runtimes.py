@@ -48,6 +48,59 @@ def test_every_registered_runtime_computes_the_torch_probabilities(name):
     torch.testing.assert_close(got, want, atol=atol, rtol=1e-4)
 
 
+# Senta's options (end pooling, a tanh layer in the head, peepholes) alone and together, beside
+# models some runtimes cannot run (stacked layers, attention): (pooling, layers, bidirectional,
+# chars, cues, peepholes, head_hidden).
+NETWORKS = [
+    ("end", 1, True, 0, 0, False, 0), ("end", 1, True, 0, 0, True, 0),
+    ("end", 1, True, 0, 0, False, 6), ("end", 1, True, 30, 7, True, 6),
+    ("end", 1, False, 0, 0, True, 6), ("end", 2, True, 0, 0, False, 6),
+    ("last", 1, True, 0, 0, True, 6), ("max_mean", 1, True, 0, 0, True, 0),
+    ("mean", 1, False, 0, 0, False, 6), ("attention", 1, True, 0, 0, True, 6),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("network", NETWORKS, ids=lambda n: "-".join(map(str, n)))
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_runtime_computes_the_torch_probabilities_or_refuses(name, network):
+    """A runtime either says why it cannot run a model or gives PyTorch's probabilities: a
+    runtime that ignored an option would score every post silently wrong."""
+    runtime = REGISTRY[name]
+    if "cpu" not in runtime.devices:
+        pytest.skip(f"{name} runs on {sorted(runtime.devices)} only, which this machine lacks")
+    cpu = torch.device("cpu")
+    model = small_model(*network)
+    why = runtime.refuses(model)
+    if why is not None:
+        with pytest.raises(ValueError, match="cannot run this model"):
+            resolve_runtime(name, cpu, model)
+        return
+    # Lengths 1-17, and texts of one token (where end pooling's two directions read the same
+    # token), in chunks that mix lengths, and a chunk of one that has no neighbour at all.
+    seqs = [*random_batch(40, 50, 17, seed=6), [7], [49], [2]]
+    want = batched_probabilities(model, seqs, 16, cpu, 2)
+    forward = runtime.build(model, 1)
+    # int8 moves these small random models' probabilities by up to 0.06 (measured, in chunks of
+    # one). That bound would miss an ignored option, but int8 runs onnx's graph, which is held
+    # to 1e-5.
+    atol = 1e-5 if runtime.exact else 0.1
+    for chunk in (1, 7, 64):
+        got = batched_probabilities(forward, seqs, chunk, cpu, 2)
+        torch.testing.assert_close(got, want, atol=atol, rtol=1e-4)
+
+
+def test_the_cpu_runtimes_run_sentas_network_and_auto_picks_as_for_todays():
+    # Senta is what will ship: a refusal here sends it to torch, 5-10x slower. auto's rule holds
+    # for it (benchmarks/README.md, Senta's network).
+    cpu = torch.device("cpu")
+    for peepholes in (False, True):
+        model = small_model("end", 1, True, 0, 0, peepholes=peepholes, head_hidden=6)
+        for name in ("onnx", "onnx-int8", "table"):
+            assert REGISTRY[name].refuses(model) is None, name
+        assert resolve_runtime("auto", cpu, model, cores=1) == "table"
+        assert resolve_runtime("auto", cpu, model, cores=2) == "onnx"
+
+
 @pytest.mark.parametrize(
     ("pooling", "layers", "bidirectional", "chars", "cues"),
     [("max_mean", 1, True, 0, 0), ("max", 2, True, 0, 0), ("mean", 1, False, 0, 0),
@@ -62,12 +115,19 @@ def test_onnx_graph_computes_the_torch_probabilities(pooling, layers, bidirectio
 
 
 def small_model(
-    pooling: str, layers: int, bidirectional: bool, chars: int, cues: int
+    pooling: str,
+    layers: int,
+    bidirectional: bool,
+    chars: int,
+    cues: int,
+    peepholes: bool = False,
+    head_hidden: int = 0,
 ) -> SentimentClassifier:
     torch.manual_seed(1)
     cfg = ClassifierConfig(vocab_size=50, embed_dim=12, hidden_size=10, num_layers=layers,
                            bidirectional=bidirectional, pooling=pooling, char_vocab_size=chars,
-                           cue_kinds=cues)  # fmt: skip
+                           cue_kinds=cues, peepholes=peepholes,
+                           head_hidden=head_hidden)  # fmt: skip
     model = SentimentClassifier(cfg).eval()
     if chars:  # some tokens with 1-4 characters, some with none (padding, specials)
         table = torch.randint(0, chars, (50, cfg.chars_per_token))
@@ -96,15 +156,20 @@ def test_table_runtime_computes_the_torch_probabilities(pooling, bidirectional, 
 
 def test_table_runtime_says_what_it_cannot_fold_and_auto_passes_it_by():
     cpu = torch.device("cpu")
-    for model, why in (
-        (SentimentClassifier(ClassifierConfig(vocab_size=10, num_layers=2)), "one LSTM layer"),
-        (SentimentClassifier(ClassifierConfig(vocab_size=10, pooling="attention")), "every output"),
-    ):
+    for model, why, instead in (
+        (SentimentClassifier(ClassifierConfig(vocab_size=10, num_layers=2)), "one LSTM layer",
+         "onnx"),
+        # onnx has no attention graph either: only torch runs it
+        (SentimentClassifier(ClassifierConfig(vocab_size=10, pooling="attention")), "every output",
+         "torch"),
+    ):  # fmt: skip
         with pytest.raises(ValueError, match=why):
             TableForward(model)
-        with pytest.raises(ValueError, match="use onnx or torch"):
+        with pytest.raises(
+            ValueError, match="use onnx or torch" if instead == "onnx" else "use torch"
+        ):
             resolve_runtime("table", cpu, model)
-        assert resolve_runtime("auto", cpu, model, cores=1) == "onnx"
+        assert resolve_runtime("auto", cpu, model, cores=1) == instead
     folds = SentimentClassifier(ClassifierConfig(vocab_size=10))
     assert resolve_runtime("auto", cpu, folds, cores=1) == "table"
     assert resolve_runtime("auto", cpu, folds, cores=2) == "onnx"

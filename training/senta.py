@@ -306,7 +306,8 @@ Apache License 2.0, Copyright Baidu: see NOTICE.
   first {MAX_LEN}. tests/test_senta.py checks the README's two outputs to 1e-4.
 - Network: embedding 128, BiLSTM 2 x 128 ({lstm}), both directions' outputs at the text's last
   character, tanh(dense 96), softmax over (negative, positive).
-- Runtimes: `torch` only (pooling `end` has no ONNX graph or lookup table here).
+- Runtimes: all of them; on the CPU auto picks `table` with one core and `onnx` with two
+  (benchmarks/README.md, Senta's network).
 - Zero-shot scores on this project's data: metrics.json, when converted with --evaluate.
 - Training data: Baidu's, undisclosed (Senta's README calls it its sentiment corpus); the scores
   were not calibrated on this project's data.

@@ -20,6 +20,17 @@ if TYPE_CHECKING:
     from model.network import SentimentClassifier
     from model.runtimes.runtime import Forward
 
+# The poolings onnx_graph builds; attention is left to torch.
+ONNX_POOLINGS = ("last", "max", "mean", "max_mean", "end")
+
+
+def unsupported(model: SentimentClassifier) -> str | None:
+    """Why these runtimes cannot run `model`, or None when they can."""
+    pooling = model.cfg.pooling
+    if pooling not in ONNX_POOLINGS:
+        return f"pooling {pooling!r} has no ONNX graph here (only {ONNX_POOLINGS})"
+    return None
+
 
 def _fp32(model: SentimentClassifier, threads: int) -> Forward:
     # Imported here: onnxruntime takes a while to load, and the settings check only needs names.
@@ -41,6 +52,7 @@ ONNX = Runtime(
     parallel_chunks=True,
     exact=True,
     build=_fp32,
+    refuses=unsupported,
     auto_rank=1,
 )
 ONNX_INT8 = Runtime(
@@ -50,5 +62,6 @@ ONNX_INT8 = Runtime(
     parallel_chunks=True,
     exact=False,
     build=_int8,
+    refuses=unsupported,
 )
 RUNTIMES = (ONNX, ONNX_INT8)

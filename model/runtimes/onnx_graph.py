@@ -5,6 +5,10 @@ torch.export-based one does not take packed sequences. ONNX's own LSTM op takes 
 lengths directly (`sequence_lens`), which is what packing does in PyTorch, so the graph computes
 the same function: tests check that its probabilities agree with the PyTorch model's.
 
+Peephole LSTMs are ONNX's LSTM with its input `P`. Under end pooling a single bidirectional
+layer runs forward only: the backward direction's output at the last token is its first step, a
+(V, H) table gathered by the last token's id (model.runtimes.first_step).
+
 Inputs `ids` (B, T) int64 padded with pad_id and `lengths` (B,) int64; output `logits` (B, N).
 The artifact stays safetensors; this graph is made from it at load time, in memory.
 """
@@ -17,11 +21,14 @@ import numpy as np
 import torch
 
 from model.network import SentimentClassifier
+from model.runtimes.first_step import backward_first_step
+from model.runtimes.onnx import unsupported
 
-ONNX_POOLINGS = ("last", "max", "mean", "max_mean")
 _OPSET = 17
 # PyTorch orders an LSTM's gates input, forget, cell, output; ONNX orders them i, o, f, c.
 _GATES_TO_ONNX = (0, 3, 1, 2)
+# model.peephole_lstm holds the peepholes input, forget, output; ONNX's P orders them i, o, f.
+_PEEPHOLES_TO_ONNX = (0, 2, 1)
 
 
 def _gates(w: np.ndarray, hidden: int) -> np.ndarray:
@@ -35,16 +42,16 @@ def build(model: SentimentClassifier) -> Any:
     from onnx import TensorProto, helper, numpy_helper
 
     cfg = model.cfg
-    if cfg.pooling not in ONNX_POOLINGS:
-        raise ValueError(
-            f"pooling {cfg.pooling!r} has no ONNX graph here (only {ONNX_POOLINGS}); "
-            "use the torch runtime for this model"
-        )
+    if (why := unsupported(model)) is not None:
+        raise ValueError(f"{why}; use the torch runtime for this model")
     state = {
         k: v.detach().cpu().numpy() if v.dtype == torch.long else v.detach().float().cpu().numpy()
         for k, v in model.state_dict().items()
     }
     h, dirs = cfg.hidden_size, 2 if cfg.bidirectional else 1
+    # End pooling needs a single layer's backward direction at the last token only.
+    end_lookup = cfg.pooling == "end" and cfg.num_layers == 1 and dirs == 2
+    run_dirs = 1 if end_lookup else dirs
     inits: list[Any] = []
     nodes: list[Any] = []
 
@@ -83,8 +90,8 @@ def build(model: SentimentClassifier) -> Any:
     seq_lens = node("Cast", ["lengths"], "seq_lens", to=TensorProto.INT32)
     y_h = ""
     for layer in range(cfg.num_layers):
-        ws, rs, bs = [], [], []
-        for suffix in ["", "_reverse"][:dirs]:
+        ws, rs, bs, ps = [], [], [], []
+        for suffix in ["", "_reverse"][:run_dirs]:
             p = f"encoder.lstm.{{}}_l{layer}{suffix}"
             ws.append(_gates(state[p.format("weight_ih")], h))
             rs.append(_gates(state[p.format("weight_hh")], h))
@@ -93,18 +100,23 @@ def build(model: SentimentClassifier) -> Any:
                     [_gates(state[p.format("bias_ih")], h), _gates(state[p.format("bias_hh")], h)]
                 )
             )
+            if cfg.peepholes:
+                ps.append(state[p.format("peephole")][list(_PEEPHOLES_TO_ONNX)].reshape(-1))
         w = const(f"W{layer}", np.stack(ws))  # (D, 4H, in)
         r = const(f"R{layer}", np.stack(rs))  # (D, 4H, H)
         b = const(f"B{layer}", np.stack(bs))  # (D, 8H)
+        inputs = [x, w, r, b, seq_lens]
+        if ps:  # after initial_h and initial_c, which stay zero
+            inputs += ["", "", const(f"P{layer}", np.stack(ps))]  # (D, 3H)
         y, y_h = f"Y{layer}", f"Yh{layer}"
         nodes.append(
             helper.make_node(
                 "LSTM",
-                [x, w, r, b, seq_lens],
+                inputs,
                 [y, y_h],
                 name=f"lstm{layer}",
                 hidden_size=h,
-                direction="bidirectional" if dirs == 2 else "forward",
+                direction="bidirectional" if run_dirs == 2 else "forward",
             )
         )
         yt = node("Transpose", [y], f"Yt{layer}", perm=[0, 2, 1, 3])  # (T, B, D, H)
@@ -114,9 +126,25 @@ def build(model: SentimentClassifier) -> Any:
     mask = node("Unsqueeze", [node("Not", [node("Equal", ["ids", pad], "is_pad")], "real"),
                               const("axis2", np.array([2]))], "mask")  # (B, T, 1)  # fmt: skip
     pooled: list[str] = []
-    if cfg.pooling == "last":
+    if cfg.pooling == "last" or (cfg.pooling == "end" and (end_lookup or dirs == 1)):
+        # A forward direction's final state is its output at the last token.
         last = node("Transpose", [y_h], "last_t", perm=[1, 0, 2])  # (B, D, H)
         pooled.append(node("Reshape", [last, const("flat", np.array([0, -1]))], "last"))
+    if cfg.pooling == "end" and dirs == 2:
+        end = node("Sub", ["lengths", const("one_i", np.array(1, dtype=np.int64))], "end")  # (B,)
+        axis1 = const("axis1_end", np.array([1]))
+        end2 = node("Unsqueeze", [end, axis1], "end2")  # (B, 1)
+        if end_lookup:  # the backward direction's first step, by the last token's id
+            end_id = node("Squeeze", [node("GatherElements", ["ids", end2], "end_ids", axis=1),
+                          axis1], "end_id")  # (B,)  # fmt: skip
+            back = const("backward_first_step", backward_first_step(model).numpy())  # (V, H)
+            pooled.append(node("Gather", [back, end_id], "back_end"))  # (B, H)
+        else:  # stacked layers: every direction's output at the last token
+            at = node("Expand", [node("Unsqueeze", [end2, const("axis2_end", np.array([2]))],
+                      "end3"), const("end_shape", np.array([1, 1, dirs * h]))],
+                      "end_at")  # (B, 1, D*H)  # fmt: skip
+            gathered = node("GatherElements", [out, at], "end_out", axis=1)  # (B, 1, D*H)
+            pooled.append(node("Squeeze", [gathered, axis1], "end_pooled"))  # (B, D*H)
     if cfg.pooling in ("max", "max_mean"):
         neg = const("neg_inf", np.array(-np.inf, dtype=np.float32))
         masked = node("Where", [mask, out, neg], "masked")
@@ -129,6 +157,10 @@ def build(model: SentimentClassifier) -> Any:
         one = const("one", np.array(1.0, dtype=np.float32))
         pooled.append(node("Div", [total, node("Max", [count, one], "count1")], "mean"))
     feats = pooled[0] if len(pooled) == 1 else node("Concat", pooled, "pooled", axis=-1)
+    if cfg.head_hidden:  # the head's tanh layer
+        feats = node("Tanh", [node("Gemm", [feats, const("hidden_w", state["head_hidden.weight"]),
+                     const("hidden_b", state["head_hidden.bias"])], "hidden_pre", transB=1)],
+                     "hidden")  # (B, head_hidden)  # fmt: skip
     logits = node(
         "Gemm", [feats, const("head_w", state["head.weight"]), const("head_b", state["head.bias"])],
         "logits", transB=1,

@@ -6,8 +6,9 @@ recurrence runs in PyTorch over live rows only (table_lstm.py). The same probabi
 chunks cannot share a second core the way ONNX Runtime's do; it computes no padded step and pays
 a Python step per time step and chunk, so its chunks are large: 256 posts.
 
-Single-layer LSTMs with last, max, mean or max_mean pooling only: a second layer's input is not
-a token, and attention needs every output.
+Single-layer LSTMs, with or without peepholes, with last, max, mean, max_mean or end pooling and
+with or without a tanh layer in the head: a second layer's input is not a token, and attention
+needs every output.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from model.network import SentimentClassifier
     from model.runtimes.runtime import Forward
 
-TABLE_POOLINGS = ("last", "max", "mean", "max_mean")
+TABLE_POOLINGS = ("last", "max", "mean", "max_mean", "end")
 # Above this the lookup tables cost more memory than auto should spend.
 MAX_AUTO_TABLE_BYTES = 512 * 2**20
 
@@ -36,9 +37,13 @@ def unsupported(model: SentimentClassifier) -> str | None:
 
 
 def table_bytes(model: SentimentClassifier) -> int:
-    """V x 4H float32 per direction (87 MB for the shipped model)."""
+    """V x 4H float32 per direction (87 MB for the shipped model); under end pooling the backward
+    direction's is V x H (model.runtimes.first_step)."""
     cfg = model.cfg
-    return cfg.vocab_size * 4 * cfg.hidden_size * (2 if cfg.bidirectional else 1) * 4
+    per_id = 4 * cfg.hidden_size
+    if cfg.bidirectional:
+        per_id += cfg.hidden_size if cfg.pooling == "end" else 4 * cfg.hidden_size
+    return cfg.vocab_size * per_id * 4
 
 
 def _build(model: SentimentClassifier, threads: int) -> Forward:
