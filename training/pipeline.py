@@ -21,7 +21,7 @@ from model.vocab import Vocab
 from training.augment import augment_copies
 from training.data import Dataset, Splits, load_source, read_file, unlabelled_people_daily
 from training.embeddings import ppmi_svd_vectors
-from training.features import build_vocab, new_classifier
+from training.features import build_vocab, init_char_vectors, new_classifier
 from training.train import (
     TrainConfig,
     TrainResult,
@@ -102,6 +102,14 @@ def teacher_targets(texts: list[str], y: list[int], cfg: TrainConfig) -> np.ndar
     t0 = time.time()
     probs = cross_fit(list(first), labels, counts, seed=cfg.seed)
     log.info("linear teacher cross-fitted on %d texts in %.1fs", len(first), time.time() - t0)
+    if cfg.teacher_model:
+        from model.predictor import Predictor
+
+        teacher = Predictor(artifact.load(cfg.teacher_model), runtime="auto")
+        if teacher.labels != tuple(cfg.labels):
+            raise ValueError(f"teacher_model labels {teacher.labels} differ from {cfg.labels}")
+        probs = (probs + teacher.probabilities(teacher.encode(list(first))).numpy()) / 2
+        log.info("%s joined the teacher", cfg.teacher_model)
     return probs[[first[t] for t in texts]]
 
 
@@ -231,6 +239,9 @@ def run(
         model.load_state_dict(base.model.state_dict(), strict=True)
     else:
         model = new_classifier(cfg, vocab)
+        if cfg.char_init:
+            n = init_char_vectors(model, vocab, cfg.chars_per_token, cfg.char_init)
+            log.info("%d character vectors from %s", n, cfg.char_init)
     if cfg.init_embeddings == "ppmi" and base is None:
         corpus = prep.train_tokens + unlabelled_tokens(source, prep.tokenizer_config)
         vectors = ppmi_svd_vectors(corpus, vocab, cfg.network.embed_dim, seed=cfg.seed)

@@ -63,6 +63,13 @@ class TrainConfig:
     # mostly from reviews and is least sure on exactly those posts, so with false they learn
     # from their gold labels alone (training/README.md has the figures).
     distill_extra: bool = True
+    # A classifier artifact (build/senta-base) that teaches beside the linear model: the soft
+    # targets become the two teachers' mean. It never saw these rows, so it needs no
+    # cross-fitting.
+    teacher_model: str = ""
+    # A character model's artifact (build/senta-base) whose vectors start the character table
+    # (char_features) for every character both know, instead of random ones.
+    char_init: str = ""
     # Each later copy of an in-domain row is a variant with its cue words swapped for others of
     # the same cue, with this probability (training/augment.py); 0 keeps the copies identical.
     augment: float = 0.0
@@ -82,6 +89,10 @@ class TrainConfig:
             raise ValueError("distill must be in [0, 1]")
         if not 0.0 <= self.augment <= 1.0:
             raise ValueError("augment must be in [0, 1]")
+        if self.teacher_model and not self.distill:
+            raise ValueError("teacher_model needs distill > 0")
+        if self.char_init and not self.char_features:
+            raise ValueError("char_init needs char_features true")
         if self.distill and self.oversample:
             raise ValueError("distill and oversample cannot be combined; use class_weights")
         if self.epochs < 1 or self.batch_size < 1 or self.max_len < 1:
