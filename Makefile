@@ -61,7 +61,7 @@ bench: install
 	$(BIN)/python -m benchmarks.end_to_end --baseline 6935144
 	$(BIN)/python -m benchmarks.stages
 	$(BIN)/python -m benchmarks.inference
-	$(BIN)/python -m benchmarks.segmenters
+	$(BIN)/python -m benchmarks.segmenter_backends
 	$(BIN)/python -m benchmarks.chunks
 
 # Wheels for the GPU machine's Python 3.12 that its image lacks, into .whl/ (git-ignored), for

@@ -184,7 +184,7 @@ def build(
 
     from consumer import kafka_stats
     from consumer.delivery import Delivery
-    from consumer.drift import DriftMonitor
+    from consumer.drift_monitor import DriftMonitor
     from consumer.kafka_config import kafka_configs
     from consumer.results import Results
     from consumer.segmentation import make_segmenter

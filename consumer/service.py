@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from consumer import kafka_stats, metrics
 from consumer.batch import decode_batch, label
 from consumer.delivery import Delivery, DeliveryError, Sent
-from consumer.drift import DriftMonitor
+from consumer.drift_monitor import DriftMonitor
 from consumer.http_server import Health
 from consumer.records import DeadLetter, Post
 from consumer.results import Results

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from consumer import metrics
 from model.artifact import LoadedModel
-from model.drift import SCORE_EDGES, bin_index, psi
+from model.drift_reference import SCORE_EDGES, bin_index, psi
 from model.encoding import Encoded
 from model.predictor import Prediction, Predictor
 

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model import strict_json
-from model.drift import Reference
+from model.drift_reference import Reference
 from model.network import ClassifierConfig, SentimentClassifier
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import Vocab

@@ -65,7 +65,7 @@ class ClassifierConfig(NetworkConfig):
     char_vocab_size: int = 0
     chars_per_token: int = 4
     # Sentiment knowledge: > 0 adds a learned vector per lexicon cue of the token
-    # (model.knowledge.CUES: positive, negative, negation, degree, emoji polarity).
+    # (model.lexicon_cues.CUES: positive, negative, negation, degree, emoji polarity).
     cue_kinds: int = 0
     # Senta's network (training.senta). Here, not in NetworkConfig, so that they are no training
     # flags yet.

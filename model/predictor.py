@@ -10,8 +10,8 @@ import torch
 
 from model import runtimes
 from model.artifact import LoadedModel
+from model.attribution import token_scores, top_tokens
 from model.encoding import Encoded, encode
-from model.explain import token_scores, top_tokens
 from model.network import SentimentClassifier
 from model.runtimes.torch_eager import TORCH
 from model.vocab import UNK_ID
@@ -120,7 +120,7 @@ class Predictor:
         """Per text, the tokens that drove its predicted label, as (token, score) pairs.
 
         Scores are attention weights under attention pooling, else normalised gradient x input
-        (see model.explain); the top_k by |score| come first, or every kept token in text order
+        (see model.attribution); the top_k by |score| come first, or every kept token in text order
         when top_k is None. Out-of-vocabulary tokens keep their own text. The tokens come from
         the encoding, so nothing is segmented twice. It costs a backward pass, so the service
         calls it only when explanations are switched on.

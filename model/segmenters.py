@@ -2,9 +2,9 @@
 
 jieba (pure Python) is the reference. rjieba binds jieba-rs, jieba's Rust port with the same
 dictionary and the same DAG + HMM algorithm, about 20x faster on one core; it agrees with jieba
-on about 98.5% of posts (benchmarks/segmenters.py measures it). An artifact names its backend,
-so serving segments exactly as its training did. `chars` is no word segmenter: one token per
-non-space character, as character models read (Baidu's Senta, training/senta.py).
+on about 98.5% of posts (benchmarks/segmenter_backends.py measures it). An artifact names its
+backend, so serving segments exactly as its training did. `chars` is no word segmenter: one token
+per non-space character, as character models read (Baidu's Senta, training/senta.py).
 
 A user dictionary (domain words and slang) is loaded into a segmenter of its own, never into a
 process-wide default: two models in one process (a shadow candidate beside the live one) must

@@ -36,7 +36,7 @@ def test_gpu_check_dry_run_prints_its_table_and_loses_nothing():
 
 
 def test_segmenter_benchmark_reports_both_backends():
-    out = run([sys.executable, "-m", "benchmarks.segmenters", "--gold-lines", "200",
+    out = run([sys.executable, "-m", "benchmarks.segmenter_backends", "--gold-lines", "200",
                "--repeats", "1"])  # fmt: skip
     rows = [line for line in out.splitlines() if line.startswith(("| jieba", "| rjieba"))]
     assert len(rows) == 2

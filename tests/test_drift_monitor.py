@@ -14,10 +14,10 @@ import random
 import pytest
 import torch
 
-from consumer.drift import DriftMonitor
+from consumer.drift_monitor import DriftMonitor
 from consumer.metrics import REGISTRY
 from model.artifact import LoadedModel, load
-from model.drift import LENGTH_EDGES, SCORE_EDGES, build_reference, histogram, psi
+from model.drift_reference import LENGTH_EDGES, SCORE_EDGES, build_reference, histogram, psi
 from model.predictor import Prediction, Predictor
 
 LABELS = ("negative", "positive")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from model.drift import PSI_FLOOR, bin_index, histogram, psi
+from model.drift_reference import PSI_FLOOR, bin_index, histogram, psi
 
 
 def test_identical_distributions_have_zero_psi() -> None:

@@ -7,14 +7,14 @@ import zipfile
 
 import yaml
 
-from model import knowledge
+from model import lexicon_cues
 from model.vocab import Vocab
 from training.features import char_table, cue_table
 from training.knowledge import build
 
 
 def test_cues_of_everyday_words_emoji_and_emoticons():
-    cue = lambda w: knowledge.CUES[knowledge.cue(w)]  # noqa: E731
+    cue = lambda w: lexicon_cues.CUES[lexicon_cues.cue(w)]  # noqa: E731
     assert cue("好吃") == cue("满意") == "positive"
     assert cue("失望") == cue("垃圾") == "negative"
     assert cue("不") == cue("没有") == "negation"
@@ -62,8 +62,8 @@ def test_token_tables_spell_each_token_and_give_its_cue():
     assert chars[0].tolist() == chars[2].tolist() == [0, 0, 0, 0]  # padding and placeholders
     assert (chars[5, :3] > 0).all() and chars[5, 0] == chars[5, 1] and chars[5, 3] == 0
     cues = cue_table(vocab).tolist()
-    assert [knowledge.CUES[c] for c in cues[3:]] == ["positive", "negation", "none",
-                                                    "emoji_negative"]  # fmt: skip
+    assert [lexicon_cues.CUES[c] for c in cues[3:]] == ["positive", "negation", "none",
+                                                       "emoji_negative"]  # fmt: skip
 
 
 def test_unseen_words_are_spelled_out_in_characters():

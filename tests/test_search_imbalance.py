@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from model.vocab import Vocab
+from training.classification_metrics import classification_report
 from training.experiments.search import main as search_main
 from training.imbalance import oversample
-from training.metrics import classification_report
 from training.train import TrainConfig, encode_all, evaluate_ids, train_classifier
 
 POS = ["很好", "喜欢", "满意", "推荐"]

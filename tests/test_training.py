@@ -152,7 +152,7 @@ def test_predict_cli_reads_lines_and_jsonl(tiny_model):
     out, _ = tiny_model
     stdin = '这个手机很好\n{"id": 7, "text": "垃圾东西", "user": "u1"}\n{"id": 8}\n'
     proc = subprocess.run(
-        [sys.executable, "-m", "model.predict", "--model", str(out), "--device", "cpu"],
+        [sys.executable, "-m", "model", "--model", str(out), "--device", "cpu"],
         input=stdin,
         capture_output=True,
         text=True,

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from model import knowledge
+from model import lexicon_cues
 from model.text import Tokenizer, TokenizerConfig, read_user_words
 from training.__main__ import main as train_main
 from training.augment import NEGATION, augment_copies
@@ -28,7 +28,7 @@ def posts():
 
 
 def cues(tokens):
-    return [knowledge.cue(t) for t in tokens if knowledge.cue(t)]
+    return [lexicon_cues.cue(t) for t in tokens if lexicon_cues.cue(t)]
 
 
 def test_later_copies_keep_their_cues_and_negations_and_first_copies_stay(posts):
@@ -38,9 +38,9 @@ def test_later_copies_keep_their_cues_and_negations_and_first_copies_stay(posts)
     changed = 0
     for i in range(first_extra + n, len(texts)):
         assert cues(out[i]) == cues(tokens[i])  # a swap keeps the cue, a drop takes none
-        negations = [t for t in tokens[i] if knowledge.cue(t) == NEGATION]
-        assert [t for t in out[i] if knowledge.cue(t) == NEGATION] == negations
-        assert all(t in vocab for t in out[i] if knowledge.cue(t))
+        negations = [t for t in tokens[i] if lexicon_cues.cue(t) == NEGATION]
+        assert [t for t in out[i] if lexicon_cues.cue(t) == NEGATION] == negations
+        assert all(t in vocab for t in out[i] if lexicon_cues.cue(t))
         assert out[i]
         changed += out[i] != tokens[i]
     # At p = 0.3 nearly every copy of a 40-character post differs from its original.
@@ -61,12 +61,12 @@ def test_the_same_seed_gives_the_same_variants_and_zero_gives_none(posts):
 def test_swaps_draw_other_words_of_the_same_cue(posts):
     texts, tokens, vocab, first_extra, n = posts
     out = augment_copies(texts, tokens, first_extra, vocab, 1.0, seed=13)
-    before = Counter(t for ts in tokens[first_extra + n :] for t in ts if knowledge.cue(t))
-    after = Counter(t for ts in out[first_extra + n :] for t in ts if knowledge.cue(t))
+    before = Counter(t for ts in tokens[first_extra + n :] for t in ts if lexicon_cues.cue(t))
+    after = Counter(t for ts in out[first_extra + n :] for t in ts if lexicon_cues.cue(t))
     assert sum(before.values()) == sum(after.values())
     assert set(after) - set(before)  # words the originals did not hold were brought in
     # p = 1 drops each token without a cue with probability 1/2.
-    plain = [[sum(not knowledge.cue(x) for x in ts) for ts in rows] for rows in (tokens, out)]
+    plain = [[sum(not lexicon_cues.cue(x) for x in ts) for ts in rows] for rows in (tokens, out)]
     kept = sum(plain[1][first_extra + n :]) / sum(plain[0][first_extra + n :])
     assert 0.4 < kept < 0.6
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-from model import knowledge
+from model import lexicon_cues
 from model.text import PLACEHOLDERS
 from model.vocab import Vocab
 
-NEGATION = knowledge.CUES.index("negation")
+NEGATION = lexicon_cues.CUES.index("negation")
 # Words a swap may bring in for each cue: the most frequent of the training data's.
 POOL_SIZE = 300
 
@@ -34,7 +34,7 @@ def swap_pools(vocab: Vocab, counts: Counter[str]) -> dict[int, tuple[list[str],
     so that a polar emoji the data never showed can still be drawn)."""
     by_cue: dict[int, list[str]] = defaultdict(list)
     for token in vocab.itos:
-        c = knowledge.cue(token)
+        c = lexicon_cues.cue(token)
         if c and c != NEGATION:
             by_cue[c].append(token)
     pools = {}
@@ -53,7 +53,7 @@ def variant(
 ) -> list[str]:
     out = []
     for token in tokens:
-        c = knowledge.cue(token)
+        c = lexicon_cues.cue(token)
         if c == NEGATION or token in PLACEHOLDERS:
             out.append(token)
         elif c:

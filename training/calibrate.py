@@ -24,9 +24,9 @@ import torch
 from model import artifact, strict_json
 from model.network import SentimentClassifier
 from model.predictor import batched_probabilities
+from training.classification_metrics import classification_report, expected_calibration_error
 from training.cli import Invocation, run_main
 from training.data import load_source, read_file
-from training.metrics import classification_report, expected_calibration_error
 from training.pipeline import Prepared, add_to_split, reference_from_validation
 from training.train import encode_all
 

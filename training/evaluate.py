@@ -18,9 +18,9 @@ import numpy as np
 from model import strict_json
 from model.artifact import load
 from model.predictor import Predictor
+from training.classification_metrics import classification_report
 from training.cli import Invocation, run_main
 from training.data import read_file
-from training.metrics import classification_report
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
     python -m training.explain --model default --texts my_posts.txt --out explain.png
 
 Scores come from `Predictor.explain` (attention weights under attention pooling, else normalised
-gradient x input; see model.explain). For a positive/negative model red pushes toward positive
+gradient x input; see model.attribution). For a positive/negative model red pushes toward positive
 and blue toward negative; for other label sets red pushes toward the predicted label.
 Without --texts it explains a few short test-split reviews of each label. Chinese glyphs need a
 CJK font (Debian: fonts-wqy-microhei or fonts-noto-cjk); without one they draw as boxes.

@@ -13,7 +13,7 @@ from collections import Counter
 
 import torch
 
-from model import knowledge
+from model import lexicon_cues
 from model.network import SentimentClassifier
 from model.text import PLACEHOLDERS
 from model.vocab import PAD, UNK, Vocab
@@ -25,7 +25,7 @@ def build_vocab(cfg: TrainConfig, token_lists: list[list[str]]) -> Vocab:
     if cfg.knowledge:
         seen = {t for tokens in token_lists for t in tokens}
         # Lexicon words the data holds at least once, and every polar emoji and emoticon.
-        always = (knowledge.lexicon_words() & seen) | knowledge.emoji_words()
+        always = (lexicon_cues.lexicon_words() & seen) | lexicon_cues.emoji_words()
     return Vocab.build(token_lists, cfg.min_freq, cfg.max_vocab, always, cfg.oov_chars)
 
 
@@ -72,12 +72,12 @@ def init_char_vectors(model: SentimentClassifier, vocab: Vocab, per_token: int, 
 
 
 def cue_table(vocab: Vocab) -> torch.Tensor:
-    return torch.tensor([knowledge.cue(t) for t in vocab.itos], dtype=torch.long)
+    return torch.tensor([lexicon_cues.cue(t) for t in vocab.itos], dtype=torch.long)
 
 
 def new_classifier(cfg: TrainConfig, vocab: Vocab) -> SentimentClassifier:
     n_chars, chars = char_table(vocab, cfg.chars_per_token) if cfg.char_features else (0, None)
-    n_cues = len(knowledge.CUES) if cfg.knowledge else 0
+    n_cues = len(lexicon_cues.CUES) if cfg.knowledge else 0
     model = SentimentClassifier(cfg.classifier_config(len(vocab), n_chars, n_cues))
     with torch.no_grad():
         if chars is not None:

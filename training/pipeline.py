@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from model import artifact, strict_json
-from model.drift import Reference, build_reference
+from model.drift_reference import Reference, build_reference
 from model.network import SentimentClassifier
 from model.text import Tokenizer, TokenizerConfig
 from model.vocab import Vocab

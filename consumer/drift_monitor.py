@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from consumer import metrics
-from model.drift import LENGTH_EDGES, SCORE_EDGES, Reference, bin_index, psi
+from model.drift_reference import LENGTH_EDGES, SCORE_EDGES, Reference, bin_index, psi
 from model.predictor import Prediction
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
-"""python -m model.predict: label texts without Kafka; JSON lines out.
+"""python -m model: label texts without Kafka; JSON lines out.
 
-    echo '这家店太差了，再也不来' | python -m model.predict --model default
-    python -m model.predict --model default --input posts.jsonl --text-field text
+    echo '这家店太差了，再也不来' | python -m model --model default
+    python -m model --model default --input posts.jsonl --text-field text
 
 Input is one text per line, or JSON lines with a text field (detected per line: a line that
 parses as a JSON object is read as one). Each output line carries the input's other fields.
@@ -38,7 +38,7 @@ def _records(stream: IO[str], text_field: str) -> Iterator[tuple[dict[str, Any],
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m model.predict",
+        prog="python -m model",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

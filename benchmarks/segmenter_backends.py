@@ -1,6 +1,6 @@
 """The segmenter backends side by side: speed, agreement with jieba, and accuracy on gold words.
 
-    python -m benchmarks.segmenters [--gold-lines 8000] [--repeats 3]
+    python -m benchmarks.segmenter_backends [--gold-lines 8000] [--repeats 3]
 
 - texts/s of each backend's bare `cut`, and of the whole text pipeline (`Tokenizer.tokenize`:
   normalisation, Traditional to Simplified, emoticons, then the cut), on the shipped sample
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gold-lines", type=int, default=8000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    print("command:", shlex.join(["python", "-m", "benchmarks.segmenters", *sys.argv[1:]]))
+    print("command:", shlex.join(["python", "-m", "benchmarks.segmenter_backends", *sys.argv[1:]]))
     items, sentences = texts(), gold(args.gold_lines)
     reference = [segmenter("jieba")(t) for t in items]
     print(
