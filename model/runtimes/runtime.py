@@ -31,20 +31,21 @@ class Runtime:
     runtime has its own (ONNX Runtime). `refuses(model)` says why the runtime cannot run a
     model, or None. auto tries the runtimes that have an `auto_rank`, lowest first, and takes
     the first that runs on the device, accepts the model and `auto_suits` it with the process's
-    cores; a runtime without one runs only when asked for by name.
+    cores; a runtime without one runs only when asked for by name. The defaults describe an
+    exact CPU runtime whose chunks may run side by side; a record states what differs.
     """
 
     name: str
-    devices: frozenset[str]  # torch device types: "cpu", "cuda"
+    build: Callable[[SentimentClassifier, int], Forward]
     # Posts per forward-pass chunk when none is given.
     default_chunk: int
+    devices: frozenset[str] = frozenset({"cpu"})  # torch device types: "cpu", "cuda"
     # Whether a batch's chunks may run side by side on CPU threads: only when the forward pass
     # releases the GIL for most of its time.
-    parallel_chunks: bool
+    parallel_chunks: bool = True
     # Whether it computes PyTorch fp32's probabilities to float rounding (tests hold it to 1e-5);
     # reduced precision, int8 weights or fp16 activations, moves a post's score.
-    exact: bool
-    build: Callable[[SentimentClassifier, int], Forward]
+    exact: bool = True
     refuses: Callable[[SentimentClassifier], str | None] = _runs_any
     auto_rank: int | None = None
     auto_suits: Callable[[SentimentClassifier | None, int], bool] = _suits_any

@@ -61,11 +61,9 @@ def _suits(model: SentimentClassifier | None, cores: int) -> bool:
 
 TABLE = Runtime(
     name="table",
-    devices=frozenset({"cpu"}),
-    default_chunk=256,
-    parallel_chunks=False,
-    exact=True,
     build=_build,
+    default_chunk=256,
+    parallel_chunks=False,  # its Python step per time step holds the GIL
     refuses=unsupported,
     auto_rank=0,
     auto_suits=_suits,

@@ -6,6 +6,7 @@ since they need gradients. Chunks are 256 posts: a GPU wants large batches.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from model.runtimes.runtime import Runtime
@@ -34,21 +35,15 @@ def _fp16(model: SentimentClassifier, threads: int) -> Forward:
 
 TORCH = Runtime(
     name="torch",
-    devices=frozenset({"cpu", "cuda"}),
-    default_chunk=256,
-    parallel_chunks=True,
-    exact=True,
     build=_fp32,
+    default_chunk=256,
+    devices=frozenset({"cpu", "cuda"}),
     # Last: on the CPU ONNX Runtime and the table runtime are faster for the same
     # probabilities; on CUDA it is the only runtime auto may pick.
     auto_rank=2,
 )
-TORCH_FP16 = Runtime(
-    name="torch-fp16",
-    devices=frozenset({"cuda"}),
-    default_chunk=256,
-    parallel_chunks=True,
-    exact=False,
-    build=_fp16,
+# cuDNN's LSTM under fp16 autocast: CUDA only, and never auto's choice.
+TORCH_FP16 = replace(
+    TORCH, name="torch-fp16", build=_fp16, devices=frozenset({"cuda"}), exact=False, auto_rank=None
 )
 RUNTIMES = (TORCH, TORCH_FP16)
