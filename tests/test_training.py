@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from model import artifact
@@ -242,3 +243,16 @@ def test_init_from_refuses_flags_that_would_build_new_token_tables(tiny_model, t
                      "--init-from", str(base_dir), "--char-features", "true"])  # fmt: skip
     assert rc == 2
     assert "--char-features" in capsys.readouterr().err
+
+
+def test_new_head_keeps_the_base_encoder_under_another_pooling(tiny_model, tmp_path):
+    base_dir, d = tiny_model
+    out = tmp_path / "pooled"
+    args = ["--source", str(d / "data.csv"), "--out", str(out), "--device", "cpu",
+            "--threads", "1", "--no-progress", "--no-report", "--epochs", "1", "--lr", "0",
+            "--init-from", str(base_dir), "--new-head", "true", "--pooling", "mean"]  # fmt: skip
+    assert train_main(args) == 0
+    base, tuned = artifact.load(base_dir), artifact.load(out)
+    assert tuned.config.pooling == "mean" and base.config.pooling != "mean"
+    for name, weight in base.model.encoder.state_dict().items():
+        assert torch.equal(tuned.model.encoder.state_dict()[name], weight), name

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from model.text import TokenizerConfig, read_user_words
-from training.cli import NOT_FLAGS, Invocation, config_kwargs, run_main, train_parser
+from training.cli import NOT_FLAGS, Invocation, config_kwargs, parse_bool, run_main, train_parser
 from training.pipeline import run
 from training.train import TrainConfig
 
@@ -33,6 +33,7 @@ def train(inv: Invocation) -> None:
         extra_validation=args.extra_validation,
         extra_validation_weight=args.extra_validation_weight,
         init_from=args.init_from,
+        new_head=args.new_head,
     )
 
 
@@ -43,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a classifier artifact to fine-tune (e.g. build/senta-base from make senta): its "
         "tokenizer, vocabulary, network and weights are kept",
+    )
+    p.add_argument(
+        "--new-head",
+        type=parse_bool,
+        default=False,
+        metavar="{true,false}",
+        help="with --init-from: keep only the base's encoder, pool by --pooling, draw a new head",
     )
     return run_main(p, argv, train)
 

@@ -191,6 +191,7 @@ def run(
     extra_validation: str | None = None,
     extra_validation_weight: int = 1,
     init_from: str | None = None,
+    new_head: bool = False,
 ) -> dict[str, Any]:
     """Train on `source`, save the artifact (with report) to `out_dir`, return its metrics.
 
@@ -199,7 +200,8 @@ def run(
     general one); it never reaches validation or test; rows whose label is not one of the
     model's (a `neutral` row) are counted as bad rows and left out. `init_from` is a classifier
     artifact to fine-tune (微调) rather than a model built from scratch: its tokenizer,
-    vocabulary, network and weights are kept, and only the dropout comes from `cfg`.
+    vocabulary, network and weights are kept, and only the dropout comes from `cfg`; with
+    `new_head`, only its encoder, under `cfg`'s pooling and a new head.
 
     `extra_validation` joins the validation split the same way: early stopping and the drift
     reference then see in-domain posts too (never train on it), and the final model's figures
@@ -220,7 +222,7 @@ def run(
         log.info("%s: %d rows", name, len(ds))
     base = artifact.load(init_from, device) if init_from else None
     if base is not None:
-        cfg = fits_base(cfg, base)
+        cfg = fits_base(cfg, base, new_head)
         tokenizer_config = base.tokenizer.config
     labels = tuple(cfg.labels)
     prep = prepare(splits, labels, Tokenizer(tokenizer_config or TokenizerConfig()))
@@ -234,7 +236,11 @@ def run(
     test_ids = encode_all(vocab, prep.test_tokens, cfg.max_len)
     # Seed before the weights are drawn, so one command always builds the same model.
     seed_everything(cfg.seed)
-    if base is not None:
+    if base is not None and new_head:
+        # The head's input width follows the pooling; a plain dense head, as a new model has.
+        model = SentimentClassifier(replace(base.config.fitted(cfg.network), head_hidden=0))
+        model.encoder.load_state_dict(base.model.encoder.state_dict(), strict=True)
+    elif base is not None:
         model = SentimentClassifier(base.config.fitted(cfg.network))
         model.load_state_dict(base.model.state_dict(), strict=True)
     else:
@@ -274,19 +280,21 @@ def run(
     )  # fmt: skip
 
 
-def fits_base(cfg: TrainConfig, base: artifact.LoadedModel) -> TrainConfig:
+def fits_base(cfg: TrainConfig, base: artifact.LoadedModel, new_head: bool) -> TrainConfig:
     """`cfg` for fine-tuning `base`: its network sizes, labels and length limit are the base's,
     and the token tables it was built with come with it, so flags that would build new ones are
-    refused rather than ignored."""
+    refused rather than ignored. With `new_head` the pooling is `cfg`'s and the head is drawn
+    anew over the base's encoder."""
     built = [f for f in ("char_features", "knowledge", "oov_chars") if getattr(cfg, f)]
     if built:
         flags = ", ".join("--" + f.replace("_", "-") for f in built)
         raise ValueError(f"{flags}: the base model's own tables are kept; leave these false")
     if tuple(cfg.labels) != base.labels:
         raise ValueError(f"labels {cfg.labels} differ from the base model's {base.labels}")
-    network = replace(
-        base.config.network(), dropout=cfg.network.dropout, embed_dropout=cfg.network.embed_dropout
-    )
+    own = cfg.network
+    network = replace(base.config.network(), dropout=own.dropout, embed_dropout=own.embed_dropout)
+    if new_head:
+        network = replace(network, pooling=own.pooling)
     return replace(cfg, network=network, max_len=base.max_len)
 
 
