@@ -42,6 +42,8 @@ def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
         "isolation.level": "read_committed",
         "on_commit": on_commit,
     }
+    if s.group_instance_id:
+        consumer["group.instance.id"] = s.group_instance_id
     if s.statistics_interval_ms:
         consumer["statistics.interval.ms"] = s.statistics_interval_ms
         consumer["stats_cb"] = kafka_stats.handle_stats

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     output_topic: str = "posts.sentiment"
     dlq_topic: str = "posts.dlq"
     group_id: str = "sentiment"
+    # Static membership (Kafka's group.instance.id): a member that restarts under the same id
+    # within the session timeout takes its partitions back without a rebalance of the whole
+    # group. It must be unique in the group and stable across restarts: a StatefulSet pod's name.
+    group_instance_id: str = ""
     model: str = Field("default", description="'default' (the shipped model) or a directory")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     # Measured with benchmarks/batch_sizes.py on the 2-core CPU machine (benchmarks/README.md):
@@ -193,6 +197,13 @@ class Settings(BaseSettings):
     def _check_group(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("must not be empty")
+        return v
+
+    @field_validator("group_instance_id")
+    @classmethod
+    def _check_instance(cls, v: str) -> str:
+        if v and (len(v) > 249 or not v.strip() or v != v.strip()):
+            raise ValueError("must be 1-249 characters without leading or trailing spaces")
         return v
 
     @field_validator("model")

@@ -251,3 +251,15 @@ def test_kafka_configs_let_passthrough_tune_but_not_weaken_the_guarantee():
     consumer, producer = kafka_configs(eos)
     assert producer["transactional.id"] == "sentiment-0"
     assert consumer["isolation.level"] == "read_committed"
+
+
+def test_a_group_instance_id_makes_the_consumer_a_static_member():
+    from consumer.kafka_config import kafka_configs
+    from consumer.settings import Settings
+
+    consumer, _ = kafka_configs(Settings(bootstrap_servers="k:9092"))
+    assert "group.instance.id" not in consumer  # dynamic membership unless asked for
+    static = Settings(bootstrap_servers="k:9092", group_instance_id="sentiment-2")
+    consumer, producer = kafka_configs(static)
+    assert consumer["group.instance.id"] == "sentiment-2"
+    assert "group.instance.id" not in producer

@@ -39,6 +39,7 @@ BAD = [
     ("SENTIMENT_OUTPUT_TOPIC", "posts", "must differ"),
     ("SENTIMENT_DLQ_TOPIC", "posts", "must differ"),
     ("SENTIMENT_GROUP_ID", "  ", "empty"),
+    ("SENTIMENT_GROUP_INSTANCE_ID", " pod-0", "leading or trailing spaces"),
     ("SENTIMENT_MODEL", "/no/such/model", "model artifact directory"),
     ("SENTIMENT_DEVICE", "tpu", "auto, cpu, cuda"),
     ("SENTIMENT_BATCH_MAX_SIZE", "0", "greater than or equal to 1"),
