@@ -34,6 +34,9 @@ CONFIG = "config.json"
 VOCAB = "vocab.json"
 REFERENCE = "reference.json"
 METRICS = "metrics.json"
+# The licence notice of weights derived from another project's (Apache 2.0 asks that it travel
+# with every derived work, and that changes be stated).
+NOTICE = "NOTICE"
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 
 
@@ -133,6 +136,14 @@ def write_directory(
     (out / CONFIG).write_text(text, encoding="utf-8")
     vocab.save(out / VOCAB)
     return version
+
+
+def carry_notice(source: Path, out: Path, change: str) -> None:
+    """Copy `source`'s NOTICE, if it has one, into `out` with `change` stated under it."""
+    notice = source / NOTICE
+    if notice.is_file():
+        text = notice.read_text(encoding="utf-8").rstrip("\n")
+        (out / NOTICE).write_text(f"{text}\n\nModified: {change}\n", encoding="utf-8")
 
 
 def _read_json(path: Path) -> Any:

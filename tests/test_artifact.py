@@ -91,3 +91,16 @@ def test_cuda_is_refused_clearly_without_a_gpu():
     with pytest.raises(ValueError, match="CUDA is not available"):
         artifact.resolve_device("cuda")
     assert artifact.resolve_device("auto").type == "cpu"
+
+
+def test_a_derived_model_carries_its_sources_notice_with_the_change_stated(tmp_path):
+    src, out, plain = tmp_path / "src", tmp_path / "out", tmp_path / "plain"
+    for d in (src, out, plain):
+        d.mkdir()
+    (src / artifact.NOTICE).write_text("Contains weights from X, Apache License 2.0.\n")
+    artifact.carry_notice(src, out, "fine-tuned by `make train`")
+    notice = (out / artifact.NOTICE).read_text()
+    assert notice.startswith("Contains weights from X, Apache License 2.0.")
+    assert "Modified: fine-tuned by `make train`" in notice
+    artifact.carry_notice(plain, out / "x", "anything")  # no NOTICE: nothing to carry
+    assert not (out / "x").exists()

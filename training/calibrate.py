@@ -188,6 +188,9 @@ def _calibrate(inv: Invocation) -> None:
         extra=keep,
     )
     metrics["version"] = version
+    artifact.carry_notice(
+        loaded.path, args.out, f"temperature {cal['temperature']:.4f} folded into the head"
+    )
     if "history" in metrics and "validation" in metrics:
         from training.report import write_report
 

@@ -274,10 +274,13 @@ def run(
         )
         extra["extra_validation"]["source"] = extra_validation
         extra["extra_validation_weight"] = extra_validation_weight
-    return finish(
+    metrics = finish(
         result, cfg, vocab, prep, test_ids, splits, source, out_dir, device, command, report,
         extra,
     )  # fmt: skip
+    if base is not None:
+        artifact.carry_notice(base.path, out_dir, f"fine-tuned by `{command}`")
+    return metrics
 
 
 def fits_base(cfg: TrainConfig, base: artifact.LoadedModel, new_head: bool) -> TrainConfig:
