@@ -267,6 +267,8 @@ def run(
         soft_targets=soft,
     )
     extra: dict[str, Any] = {}
+    if base is not None:
+        extra["init_from"] = {"path": str(init_from), "version": base.version}
     if extra_val is not None:
         ids = encode_all(vocab, prep_tokens(prep, extra_val.texts), cfg.max_len)
         extra["extra_validation"], _ = evaluate_ids(
