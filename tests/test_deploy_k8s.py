@@ -64,32 +64,37 @@ def _kubectl() -> str:
     return found
 
 
+def kustomize(overlay: str, components: tuple[str, ...], work: Path) -> Objects:
+    """Render an overlay plus components, the way a user composes them in a kustomization."""
+    rel = os.path.relpath(K8S, work)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [f"{rel}/overlays/{overlay}"],
+        "components": [f"{rel}/components/{c}" for c in components],
+    }
+    (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    out = subprocess.run(
+        [_kubectl(), "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
 @pytest.fixture(scope="module")
 def render(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, tuple[str, ...]], Objects]:
-    """Render an overlay plus components, the way a user composes them in a kustomization."""
-    kubectl = _kubectl()
+    """kustomize(), once per overlay and set of components."""
+    _kubectl()
     cache: dict[tuple[str, tuple[str, ...]], Objects] = {}
 
     def _render(overlay: str, components: tuple[str, ...] = ()) -> Objects:
         key = (overlay, components)
         if key not in cache:
             work = tmp_path_factory.mktemp(f"{overlay}-{'-'.join(components) or 'plain'}")
-            rel = os.path.relpath(K8S, work)
-            kustomization = {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [f"{rel}/overlays/{overlay}"],
-                "components": [f"{rel}/components/{c}" for c in components],
-            }
-            (work / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-            out = subprocess.run(
-                [kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(work)],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert out.returncode == 0, out.stderr
-            cache[key] = [d for d in yaml.safe_load_all(out.stdout) if d]
+            cache[key] = kustomize(overlay, components, work)
         return cache[key]
 
     return _render

@@ -1,8 +1,10 @@
 """Write the monitoring component's PrometheusRule from deploy/prometheus/alerts.yml.
 
 The alert rules have one source, the observability file that promtool tests. This copies its
-groups into a prometheus-operator PrometheusRule; tests/test_deploy_k8s.py fails when the two
-differ. Run it with `make k8s-rules` after changing the alerts.
+groups into a prometheus-operator PrometheusRule, and the file itself into the Helm chart (whose
+templates can read only files inside the chart); tests/test_deploy_k8s.py and
+tests/test_deploy_helm.py fail when they differ. Run it with `make k8s-rules` after changing the
+alerts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE = ROOT / "deploy" / "k8s" / "components" / "monitoring" / "prometheusrule.yaml"
+CHART_ALERTS = ROOT / "deploy" / "helm" / "sentiment-stream" / "files" / "alerts.yml"
 HEADER = (
     "# Generated from deploy/prometheus/alerts.yml by `make k8s-rules`; edit that file, not this.\n"
     "# The `release` label is what kube-prometheus-stack's default ruleSelector matches: set it\n"
@@ -55,3 +58,5 @@ def render() -> str:
 if __name__ == "__main__":
     RULE.write_text(render(), encoding="utf-8")
     print(f"wrote {RULE.relative_to(ROOT)}")
+    CHART_ALERTS.write_bytes(ALERTS.read_bytes())
+    print(f"wrote {CHART_ALERTS.relative_to(ROOT)}")
