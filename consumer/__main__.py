@@ -64,13 +64,19 @@ def run(settings: Settings, stop: threading.Event) -> int:
 
     from confluent_kafka import KafkaException
 
+    from consumer import kafka_stats, metrics
     from consumer.http_server import Health, HttpServer
 
     if settings.torch_threads:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    health = Health(stall_seconds=max(60.0, 20 * settings.batch_max_wait_ms / 1e3))
+    health = Health(
+        stall_seconds=max(60.0, 20 * settings.batch_max_wait_ms / 1e3),
+        stuck_seconds=settings.stuck_seconds,
+        lag=kafka_stats.total_lag,
+    )
+    metrics.SECONDS_SINCE_PROGRESS.set_function(health.seconds_since_progress)
     try:
         server = HttpServer(settings.http_port, health)
     except OSError as e:

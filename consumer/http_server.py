@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,26 +17,58 @@ from consumer.metrics import REGISTRY
 
 
 class Health:
-    """What the probes report. The loop calls `beat()` every turn.
+    """What the probes report. The loop calls `beat()` every turn and `progress()` whenever it
+    consumes posts or a batch's results are delivered.
 
-    Live: the loop turned within `stall_seconds`. Ready: live, the model is loaded and the
-    consumer has joined its group (it received an assignment, possibly empty).
+    Live: the loop turned within `stall_seconds`, and it is not stuck: with `stuck_seconds` set
+    (0 is off), posts waiting on the assigned partitions (`lag()`, the sum of the lag gauge) and
+    none consumed or delivered for that long fail it too. A loop can turn while consume() hands
+    it nothing at all; only the lag shows that there was something to hand. The stuck time counts
+    from the last progress or the last turn that found no lag, whichever is later, so posts that
+    arrive after an idle hour are not taken for an hour's standstill. Ready: live, the model is
+    loaded and the consumer has joined its group (it received an assignment, possibly empty).
     """
 
-    def __init__(self, stall_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        stall_seconds: float = 60.0,
+        stuck_seconds: float = 0.0,
+        lag: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stall_seconds = stall_seconds
+        self.stuck_seconds = stuck_seconds
         self.model_loaded = False
         self.in_group = False
         self.stopping = False
-        self._last_beat = time.monotonic()
+        self._lag, self._clock = lag, clock
+        self._last_beat = self._last_progress = self._caught_up = clock()
 
     def beat(self) -> None:
-        self._last_beat = time.monotonic()
+        self._last_beat = self._clock()
+        if self.stuck_seconds and self._lag() <= 0:
+            self._caught_up = self._last_beat
+
+    def progress(self) -> None:
+        self._last_progress = self._clock()
+
+    def seconds_since_progress(self) -> float:
+        """Since a post was last consumed or a batch delivered (or the service started)."""
+        return self._clock() - self._last_progress
 
     def live(self) -> tuple[bool, str]:
-        age = time.monotonic() - self._last_beat
+        now = self._clock()
+        age = now - self._last_beat
         if age > self.stall_seconds:
             return False, f"poll loop stalled for {age:.0f} s"
+        if self.stuck_seconds:
+            waiting = self._lag()
+            stuck = now - max(self._last_progress, self._caught_up)
+            if waiting > 0 and stuck > self.stuck_seconds:
+                return False, (
+                    f"{waiting} posts waiting on the assigned partitions, none consumed or "
+                    f"delivered for {stuck:.0f} s"
+                )
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:

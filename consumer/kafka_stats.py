@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,8 +26,12 @@ from consumer import metrics
 
 log = logging.getLogger(__name__)
 
-# Series this process has set, so partitions that leave the assignment are removed, not frozen.
-_published: set[tuple[str, str]] = set()
+# The lag of each series this process has set, so partitions that leave the assignment are
+# removed, not frozen, and the total over the assignment can be read (`total_lag`). The poll
+# loop writes it (the stats callback runs inside consume()); /healthz reads it from the HTTP
+# thread.
+_published: dict[tuple[str, str], int] = {}
+_lock = threading.Lock()
 
 
 def partition_lag(p: Mapping[str, Any]) -> int | None:
@@ -65,9 +70,10 @@ def handle_stats(stats_json: str) -> None:
             seen.add(key)
             lag = partition_lag(p)
             if lag is not None:
-                metrics.CONSUMER_LAG.labels(topic=topic, partition=part).set(lag)
-                _published.add(key)
-    _forget(_published - seen)
+                _publish(key, lag)
+    with _lock:
+        gone = set(_published) - seen
+    _forget(gone)
 
 
 def update_lag_from_watermarks(consumer: Consumer, partitions: Iterable[TopicPartition]) -> None:
@@ -87,9 +93,7 @@ def update_lag_from_watermarks(consumer: Consumer, partitions: Iterable[TopicPar
         _low, high = offsets
         if high < 0:
             continue
-        key = (tp.topic, str(tp.partition))
-        metrics.CONSUMER_LAG.labels(topic=key[0], partition=key[1]).set(max(high - tp.offset, 0))
-        _published.add(key)
+        _publish((tp.topic, str(tp.partition)), max(high - tp.offset, 0))
 
 
 class WatermarkLag:
@@ -104,6 +108,12 @@ class WatermarkLag:
             update_lag_from_watermarks(self.consumer, self.consumer.assignment())
 
 
+def total_lag() -> int:
+    """Messages behind on the partitions assigned now: the sum of sentiment_consumer_lag."""
+    with _lock:
+        return sum(_published.values())
+
+
 def forget_partitions(partitions: Iterable[TopicPartition]) -> None:
     """Drop the lag series of revoked partitions (call from on_revoke / on_lost)."""
     _forget({(tp.topic, str(tp.partition)) for tp in partitions})
@@ -114,4 +124,11 @@ def _forget(keys: set[tuple[str, str]]) -> None:
         # remove() raises KeyError for a series that was never set; nothing to drop then.
         with contextlib.suppress(KeyError):
             metrics.CONSUMER_LAG.remove(topic, part)
-        _published.discard((topic, part))
+        with _lock:
+            _published.pop((topic, part), None)
+
+
+def _publish(key: tuple[str, str], lag: int) -> None:
+    metrics.CONSUMER_LAG.labels(topic=key[0], partition=key[1]).set(lag)
+    with _lock:
+        _published[key] = lag

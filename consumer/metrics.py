@@ -83,6 +83,12 @@ REBALANCES = Counter(
     "sentiment_rebalances", "Partition assignments and revocations.", registry=REGISTRY
 )
 COMMITS = Counter("sentiment_commits", "Offset commits that succeeded.", registry=REGISTRY)
+# Read from the service's Health when Prometheus scrapes (set_function in consumer.__main__).
+SECONDS_SINCE_PROGRESS = Gauge(
+    "sentiment_seconds_since_progress",
+    "Seconds since this member last consumed a post or had a batch's results delivered.",
+    registry=REGISTRY,
+)
 
 MODEL_INFO = Info("sentiment_model", "The model being served.", registry=REGISTRY)
 DRIFT_PSI = Gauge(

@@ -86,6 +86,7 @@ class Service:
                 msgs = self.consumer.consume(self.s.batch_max_size, wait)
                 batch = [m for m in msgs if _usable(m)]
                 if batch:
+                    self.health.progress()
                     metrics.BATCH_WAIT.observe(time.perf_counter() - t0)
                     metrics.BATCH_SIZE.observe(len(batch))
                     metrics.MESSAGES_CONSUMED.inc(len(batch))
@@ -129,6 +130,7 @@ class Service:
                     previous.shadow = self.shadow.score([p.text for p, _ in labelled], encoded)
             if sent is not None:  # the broker has had the model's time to acknowledge it
                 self.delivery.complete(sent.acks)
+                self.health.progress()
                 live = [pred for _, pred in sent.labelled]
                 self.drift.update(live)
                 if self.shadow is not None and sent.shadow is not None:

@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         SecretStr("{}"), description="JSON object of extra librdkafka properties"
     )
     statistics_interval_ms: int = Field(5000, ge=0, le=3_600_000)
+    # /healthz fails once posts wait on this replica's partitions (lag above 0) and none has been
+    # consumed or delivered for this long, so Kubernetes restarts a consumer that still polls
+    # but gets nothing (seen: 4 minutes idle over 1,245 posts after a restart). 0 turns it off.
+    # Keep it well above the time one batch can take to label and deliver.
+    stuck_seconds: float = Field(300.0, ge=0, le=86_400)
     # Include the N tokens that drove each label in its result (`top_tokens`); 0 is off, since
     # explaining costs a backward pass per batch.
     explain_top_k: int = Field(0, ge=0, le=50)

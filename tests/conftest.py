@@ -342,6 +342,29 @@ def start_service(
             svc.kill()
 
 
+def service_on(
+    broker: EmbeddedBroker,
+    tmp_path: Path,
+    model_name: str,
+    kafka_config: dict[str, Any] | None = None,
+    bootstrap: str | None = None,
+    **settings: Any,
+) -> ServiceProcess:
+    """`python -m consumer` on a private broker's default topics, ready to serve; `bootstrap`
+    when the service reaches it through a proxy."""
+    svc = ServiceProcess.start(
+        {
+            "bootstrap_servers": bootstrap or broker.bootstrap,
+            "model": model_name,
+            "kafka_config": {**FAST_GROUP, **(kafka_config or {})},
+            **settings,
+        },
+        tmp_path / "service.log",
+    )
+    svc.wait_ready()
+    return svc
+
+
 def run_consumer_module(env: dict[str, str], cwd: Path, timeout: float = 60.0) -> tuple[int, str]:
     """`python -m consumer` to completion (for start-up failures): exit code and stderr."""
     r = subprocess.run(

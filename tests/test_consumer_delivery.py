@@ -26,6 +26,7 @@ from tests.conftest import (
     produce,
     read_all,
     read_until,
+    service_on,
     unique,
     wait_for,
 )
@@ -151,23 +152,6 @@ def test_exactly_once_kill_and_restart_leaves_no_duplicates_among_committed_resu
         assert json.loads(m.value())["source"]["topic"] == topics.input
 
 
-def service_on(broker, tmp_path, model_name, kafka_config=None, bootstrap=None, **settings):
-    """`python -m consumer` on a private broker's default topics, ready to serve."""
-    from tests.conftest import FAST_GROUP, ServiceProcess
-
-    svc = ServiceProcess.start(
-        {
-            "bootstrap_servers": bootstrap or broker.bootstrap,
-            "model": model_name,
-            "kafka_config": {**FAST_GROUP, **(kafka_config or {})},
-            **settings,
-        },
-        tmp_path / "service.log",
-    )
-    svc.wait_ready()
-    return svc
-
-
 def test_sigterm_with_the_broker_gone_still_exits_inside_the_grace_period(tmp_path, model_name):
     """A broker of its own, stopped under the service's feet mid-stream: the service gives up
     waiting for acknowledgements after its drain time and exits 0 inside Kubernetes' 30 s."""
@@ -197,10 +181,10 @@ def test_deliveries_that_time_out_rewind_lose_nothing_and_count_once_in_the_drif
     batches, holds each post once: a rewound batch counted before delivery would be counted
     twice. Lag comes from the cached watermarks (statistics off) and reaches 0."""
     from consumer.embedded_broker import EmbeddedBroker, free_port
-    from tests.kafka_proxy import ProduceHolder
+    from tests.kafka_proxy import PRODUCE, RequestHolder
 
     port = free_port()
-    proxy = ProduceHolder(port)
+    proxy = RequestHolder(port, PRODUCE)
     proxy.start()
     broker = EmbeddedBroker(port=port, advertised=proxy.address)
     broker.start()

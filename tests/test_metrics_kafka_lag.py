@@ -98,6 +98,19 @@ def test_handle_stats_sets_assigned_partitions_and_drops_the_rest() -> None:
     assert _lag(topic, 0) is None
 
 
+def test_total_lag_counts_the_assigned_partitions_only() -> None:
+    """What /healthz reads: revoked partitions' posts are another member's to consume."""
+    topic = unique("lag")
+    kafka_stats.handle_stats(
+        _stats(topic, {"0": _entry(stored_offset=10), "1": _entry(committed_offset=45)})
+    )
+    assert kafka_stats.total_lag() == 45
+    kafka_stats.forget_partitions([TopicPartition(topic, 0)])  # on_revoke / on_lost
+    assert kafka_stats.total_lag() == 5
+    kafka_stats.handle_stats(_stats(topic, {}))  # left the assignment without a callback
+    assert kafka_stats.total_lag() == 0
+
+
 def test_handle_stats_ignores_producer_stats_and_garbage() -> None:
     topic = unique("lag")
     kafka_stats.handle_stats(_stats(topic, {"0": _entry(stored_offset=10)}))

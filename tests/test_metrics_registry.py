@@ -26,6 +26,7 @@ EXPECTED = [
     ("sentiment_assigned_partitions", "gauge", ()),
     ("sentiment_rebalances", "counter", ()),
     ("sentiment_commits", "counter", ()),
+    ("sentiment_seconds_since_progress", "gauge", ()),
     ("sentiment_model", "info", ()),
     ("sentiment_drift_psi", "gauge", ("feature",)),
     ("sentiment_oov_ratio", "gauge", ("window",)),

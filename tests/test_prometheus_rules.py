@@ -16,6 +16,7 @@ PROM_DIR = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 REQUIRED_ALERTS = {
     "SentimentConsumerLagGrowing",
     "SentimentNoThroughputWithLag",
+    "SentimentConsumerStuck",
     "SentimentDeadLetterRatioHigh",
     "SentimentP99LatencyHigh",
     "SentimentScoreDrift",

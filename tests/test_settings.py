@@ -59,6 +59,8 @@ BAD = [
     ("SENTIMENT_KAFKA_CONFIG", "[1, 2]", "JSON object"),
     ("SENTIMENT_KAFKA_CONFIG", '{"enable.auto.offset.store": true}', "set by the service"),
     ("SENTIMENT_STATISTICS_INTERVAL_MS", "-5", "greater than or equal to 0"),
+    ("SENTIMENT_STUCK_SECONDS", "-1", "greater than or equal to 0"),
+    ("SENTIMENT_STUCK_SECONDS", "5m", "valid number"),
     ("SENTIMENT_DRIFT_WINDOW_SIZE", "0", "greater than or equal to 1"),
     ("SENTIMENT_DRIFT_WINDOW_SECONDS", "0", "greater than 0"),
     ("SENTIMENT_LOG_LEVEL", "LOUD", "'DEBUG'"),
@@ -156,6 +158,7 @@ def test_defaults_are_the_documented_ones(monkeypatch):
     assert (s.group_id, s.model, s.device, s.text_field) == ("sentiment", "default", "auto", "text")
     assert (s.input_format, s.http_port, s.processing_guarantee) == ("json", 9108, "at-least-once")
     assert (s.drift_window_size, s.drift_window_seconds) == (2000, 600.0)
+    assert s.stuck_seconds == 300.0
     assert s.librdkafka_config() == {}
 
 
