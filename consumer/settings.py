@@ -2,7 +2,8 @@
 
 Every field is read from `SENTIMENT_<FIELD>` in the environment, a `.env` file, or a file named
 `sentiment_<field>` in the secrets directory (`SENTIMENT_SECRETS_DIR`, default
-`/run/secrets/sentiment`, where Kubernetes mounts a Secret). Keyword arguments override all three,
+`/run/secrets/sentiment`, where Kubernetes mounts a Secret): `sentiment_schema_registry_user_info`,
+for one, holds the Schema Registry's `user:password`. Keyword arguments override all three,
 which is how tests build one.
 
 Any librdkafka property (SASL, SSL, tuning) passes through `SENTIMENT_KAFKA_CONFIG`, a JSON
@@ -39,6 +40,12 @@ KAFKA_SECRET_FILE_PREFIX = "kafka."
 # Kafka's own rule for topic names.
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _HOST_PORT = re.compile(r"^[^\s:,]+:(\d{1,5})$")
+# mock:// is confluent-kafka's in-process registry, which only tests in the same process can reach.
+_REGISTRY_URL = re.compile(r"^(https?|mock)://[^\s,/@]+(/[^\s,@]*)?$")
+# Formats in the Confluent wire format (magic byte, 4-byte schema id), with a Schema Registry.
+REGISTRY_FORMATS = frozenset({"avro", "json_schema"})
+# Never echoed in an error message.
+_SECRET_FIELDS = frozenset({"kafka_config", "schema_registry_user_info", "schema_registry_url"})
 # Properties the service sets itself because its delivery guarantee depends on them.
 MANAGED_KAFKA_KEYS = frozenset(
     {
@@ -122,7 +129,14 @@ class Settings(BaseSettings):
     # workers scale it (overlays/gpu runs 4; benchmarks/gpu_check.sh measures 1, 2 and 4).
     tokenizer_processes: int = Field(0, ge=0, le=64)
     text_field: str = Field("text", min_length=1)
-    input_format: Literal["json", "text"] = "json"
+    # avro and json_schema (in and out) read and write the Confluent wire format, the schema
+    # named by the id after the magic byte living in the Schema Registry (consumer.schemas).
+    input_format: Literal["json", "text", "avro", "json_schema"] = "json"
+    output_format: Literal["json", "avro", "json_schema"] = "json"
+    schema_registry_url: str = ""
+    # Basic auth as `user:password`; a URL holding credentials is refused, so that the URL can
+    # be logged.
+    schema_registry_user_info: SecretStr = SecretStr("")
     # Posts are short (a Weibo post is at most 2,000 characters, about 6 KB of UTF-8).
     max_message_bytes: int = Field(65_536, ge=16, le=16 * 1024 * 1024)
     http_port: int = Field(9108, ge=1, le=65_535)
@@ -169,6 +183,26 @@ class Settings(BaseSettings):
         super().__init__(**values)
         if secrets_dir is not None:
             self._kafka_secret_files = _read_kafka_secret_files(Path(secrets_dir))
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_registry_url(cls, v: str) -> str:
+        for url in filter(None, (u.strip() for u in v.split(","))):
+            if "@" in url:
+                raise ValueError(
+                    "must not hold credentials; put them in SENTIMENT_SCHEMA_REGISTRY_USER_INFO"
+                )
+            if not _REGISTRY_URL.match(url):
+                raise ValueError("expected http(s)://host[:port][/path][,...]")
+        return ",".join(u.strip() for u in v.split(",") if u.strip())
+
+    @field_validator("schema_registry_user_info")
+    @classmethod
+    def _check_user_info(cls, v: SecretStr) -> SecretStr:
+        value = v.get_secret_value()
+        if value and (":" not in value or value.startswith(":")):
+            raise ValueError("must be user:password")
+        return v
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -261,12 +295,22 @@ class Settings(BaseSettings):
                 f"{env_name('output_topic')}, {env_name('dlq_topic')} and "
                 f"{env_name('review_topic')}"
             )
+        for name in ("input_format", "output_format"):
+            fmt = getattr(self, name)
+            if fmt in REGISTRY_FORMATS and not self.schema_registry_url:
+                raise ValueError(
+                    f"{env_name(name)}={fmt} needs {env_name('schema_registry_url')}: "
+                    "its schemas live in a Schema Registry"
+                )
         if self.shadow_in_results and not self.shadow_model:
             raise ValueError(
                 f"{env_name('shadow_in_results')} needs {env_name('shadow_model')}: "
                 "there is no candidate to report"
             )
         return self
+
+    def uses_registry(self) -> bool:
+        return bool({self.input_format, self.output_format} & REGISTRY_FORMATS)
 
     def librdkafka_config(self) -> dict[str, str | int | float | bool]:
         """Passthrough properties: the JSON setting, then secrets-directory files on top."""
@@ -316,7 +360,7 @@ def describe_error(err: ValidationError) -> str:
             )
             lines.append(f"{name} {msg}")
             continue
-        secret = field == "kafka_config"
+        secret = field in _SECRET_FIELDS
         shown = "" if secret else f"={e.get('input')!r}"
         lines.append(f"{name}{shown}: {msg}")
     return "\n".join(lines)

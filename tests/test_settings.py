@@ -51,7 +51,13 @@ BAD = [
     ("SENTIMENT_INFERENCE_THREADS", "-1", "greater than or equal to 0"),
     ("SENTIMENT_TOKENIZER_PROCESSES", "-1", "greater than or equal to 0"),
     ("SENTIMENT_TEXT_FIELD", "", "at least 1 character"),
-    ("SENTIMENT_INPUT_FORMAT", "xml", "'json' or 'text'"),
+    ("SENTIMENT_INPUT_FORMAT", "xml", "'json', 'text'"),
+    ("SENTIMENT_INPUT_FORMAT", "avro", "SENTIMENT_SCHEMA_REGISTRY_URL"),
+    ("SENTIMENT_OUTPUT_FORMAT", "json_schema", "SENTIMENT_SCHEMA_REGISTRY_URL"),
+    ("SENTIMENT_OUTPUT_FORMAT", "protobuf", "'json', 'avro'"),
+    ("SENTIMENT_SCHEMA_REGISTRY_URL", "registry:8081", "http(s)://"),
+    ("SENTIMENT_SCHEMA_REGISTRY_URL", f"https://u:{SECRET}@sr:8081", "USER_INFO"),
+    ("SENTIMENT_SCHEMA_REGISTRY_USER_INFO", SECRET, "user:password"),
     ("SENTIMENT_MAX_MESSAGE_BYTES", "0", "greater than or equal to 16"),
     ("SENTIMENT_HTTP_PORT", "70000", "less than or equal to 65535"),
     ("SENTIMENT_PROCESSING_GUARANTEE", "exactly-twice", "'at-least-once' or 'exactly-once'"),
@@ -159,6 +165,8 @@ def test_defaults_are_the_documented_ones(monkeypatch):
     assert (s.input_format, s.http_port, s.processing_guarantee) == ("json", 9108, "at-least-once")
     assert (s.drift_window_size, s.drift_window_seconds) == (2000, 600.0)
     assert s.stuck_seconds == 300.0
+    assert (s.output_format, s.schema_registry_url) == ("json", "")
+    assert not s.uses_registry()
     assert s.librdkafka_config() == {}
 
 
@@ -188,6 +196,18 @@ def test_sources_env_then_dotenv_then_secrets_dir_keywords_win(tmp_path, monkeyp
     assert s.bootstrap_servers == "secret-host:9093"
     assert s.input_topic == "from-keyword"
     assert s.librdkafka_config() == {"security.protocol": "SASL_SSL", "sasl.password": SECRET}
+    assert SECRET not in repr(s) and SECRET not in str(s)
+
+
+def test_registry_credentials_come_from_the_secrets_dir_and_are_never_shown(tmp_path):
+    (tmp_path / "sentiment_schema_registry_user_info").write_text(f"svc:{SECRET}\n")
+    s = load_settings(
+        bootstrap_servers="k:9092",
+        output_format="avro",
+        schema_registry_url="https://sr.example:8081",
+        _secrets_dir=tmp_path,
+    )
+    assert s.schema_registry_user_info.get_secret_value() == f"svc:{SECRET}"
     assert SECRET not in repr(s) and SECRET not in str(s)
 
 
