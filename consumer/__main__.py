@@ -24,9 +24,11 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from consumer.settings import Settings, SettingsError, load_settings
+from consumer.settings import REGISTRY_FORMATS, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:  # imported where used, after the settings check: they pull in torch
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
     from consumer.http_server import Health
     from consumer.service import Service
     from consumer.shadow import Shadow
@@ -82,6 +84,11 @@ def run(settings: Settings, stop: threading.Event) -> int:
     except OSError as e:
         print(f"consumer: SENTIMENT_HTTP_PORT={settings.http_port}: {e}", file=sys.stderr)
         return 2
+    registry_errors: tuple[type[Exception], ...] = ()
+    if settings.uses_registry():
+        from consumer.schemas import RegistryError
+
+        registry_errors = (RegistryError,)
     server.start()
     log.info("HTTP on :%d (/metrics, /healthz, /readyz)", server.port)
     try:
@@ -103,6 +110,10 @@ def run(settings: Settings, stop: threading.Event) -> int:
             # A segmentation worker died (killed, out of memory); offsets of the batches it
             # held were never stored, so a restart redoes them.
             log.error("a tokenizer worker process died: %s", e)
+            return 1
+        except registry_errors as e:
+            # Not the messages' fault: their offsets were never stored, so a restart redoes them.
+            log.error("%s", e)
             return 1
         log.info("stopped cleanly")
         return 0
@@ -183,9 +194,11 @@ def build(
     shadow: Shadow | None,
     health: Health,
     stop: threading.Event,
+    registry: SchemaRegistryClient | None = None,
 ) -> Service:
     """The poll loop with what it drives: the Kafka clients, the segmenter, the drift monitor
-    and the shape of the results."""
+    and the shape of the results. `registry` replaces the client of SENTIMENT_SCHEMA_REGISTRY_URL
+    (tests pass the mock registry they read from)."""
     from confluent_kafka import Consumer, KafkaException
 
     from consumer import kafka_stats
@@ -196,6 +209,20 @@ def build(
     from consumer.segmentation import make_segmenter
     from consumer.service import Service
 
+    read, writer = None, None
+    if settings.uses_registry():
+        # Only here: the serdes import fastavro, jsonschema and an HTTP client.
+        from consumer import schemas
+
+        url = settings.schema_registry_url
+        with blame("SCHEMA_REGISTRY_URL", url, schemas.RegistryError, ValueError):
+            client = registry or schemas.connect(settings)
+            if settings.input_format in REGISTRY_FORMATS:
+                read = schemas.TypedReader(client, settings.input_format)
+            if settings.output_format in REGISTRY_FORMATS:
+                topics = [t for t in (settings.output_topic, settings.review_topic) if t]
+                writer = schemas.TypedWriter(client, settings.output_format, topics)
+                log.info("results as %s, schema ids %s", settings.output_format, writer.schema_ids)
     consumer_cfg, producer_cfg = kafka_configs(settings)
     try:
         consumer = Consumer(consumer_cfg)
@@ -214,12 +241,12 @@ def build(
         settings.drift_window_seconds, max_len=loaded.max_len,
     )  # fmt: skip
     shadow_version = shadow.version if shadow is not None else None
-    results = Results(settings, loaded.labels, loaded.version, shadow_version)
+    results = Results(settings, loaded.labels, loaded.version, shadow_version, writer)
     segmenter = make_segmenter(loaded, settings.tokenizer_processes)
     # Without librdkafka statistics, lag comes from the cached watermarks.
     lag = None if settings.statistics_interval_ms else kafka_stats.WatermarkLag(consumer)
     return Service(settings, consumer, delivery, segmenter, predictor, shadow, results, drift,
-                   lag, health, stop)  # fmt: skip
+                   lag, health, stop, read)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from confluent_kafka import Message
 
 from consumer import metrics
-from consumer.records import DeadLetter, Post, Reason, decode, now_ms
+from consumer.records import DeadLetter, Post, Reader, Reason, decode, now_ms
 from consumer.segmentation import Rows
 from consumer.settings import Settings
 from model.encoding import Encoded
@@ -29,8 +29,11 @@ class Explained(Prediction):
     top_tokens: list[tuple[str, float]] = field(default_factory=list)
 
 
-def decode_batch(batch: list[Message], s: Settings) -> tuple[list[Post], list[DeadLetter]]:
-    """Decode a consumed batch: the posts, and dead letters for what is not a usable post."""
+def decode_batch(
+    batch: list[Message], s: Settings, read: Reader | None = None
+) -> tuple[list[Post], list[DeadLetter]]:
+    """Decode a consumed batch: the posts, and dead letters for what is not a usable post;
+    `read` decodes avro and json_schema input (consumer.schemas.TypedReader)."""
     consumed_at = now_ms()
     posts: list[Post] = []
     dead: list[DeadLetter] = []
@@ -41,6 +44,7 @@ def decode_batch(batch: list[Message], s: Settings) -> tuple[list[Post], list[De
             text_field=s.text_field,
             max_bytes=s.max_message_bytes,
             consumed_at_ms=consumed_at,
+            read=read,
         )
         if isinstance(item, DeadLetter):
             dead.append(item)

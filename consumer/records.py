@@ -8,10 +8,14 @@ can be inspected and replayed.
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +47,24 @@ class Reason(StrEnum):
     TOO_LARGE = "too_large"  # over SENTIMENT_MAX_MESSAGE_BYTES
     EMPTY_TEXT = "empty_text"  # no tokens left after normalisation
     INFERENCE_ERROR = "inference_error"  # the tokenizer or the model failed on this post
+    # avro and json_schema input only:
+    SCHEMA_UNKNOWN = "schema_unknown"  # the registry has no schema with the id it names
+    # no magic byte and schema id, bytes that do not decode with (or validate against) their
+    # schema, or a schema that is not a record
+    SCHEMA_MISMATCH = "schema_mismatch"
+
+
+class UndecodableError(Exception):
+    """A typed reader's verdict on one message: the reason for its dead letter."""
+
+    def __init__(self, reason: Reason, error: str) -> None:
+        super().__init__(error)
+        self.reason = reason
+
+
+# A typed reader (consumer.schemas.TypedReader): value, topic and headers to the decoded object;
+# raises UndecodableError for a message that is not a usable record.
+Reader = Callable[[bytes, str, list[tuple[str, Any]]], Any]
 
 
 class Message(Protocol):
@@ -144,6 +166,31 @@ def _fast_json(value: bytes) -> Any:
     return obj
 
 
+def exact_json(value: bytes) -> Any:
+    """JSON parsed as `decode` parses it: integers exact, and a UnicodeError for invalid UTF-8 or
+    escapes that decode to lone surrogates (the json_schema reader's parser)."""
+    obj = _fast_json(value)
+    if obj is not None:
+        return obj
+    decoded = value.decode("utf-8")
+    obj = json.loads(decoded)
+    if "\\u" in decoded:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    return obj
+
+
+def json_default(o: Any) -> Any:
+    """What the standard library and orjson cannot write, from Avro input carried through: bytes
+    as base64 (as Kafka Connect's JSON converter writes them), decimals as strings."""
+    if isinstance(o, bytes):
+        return base64.b64encode(o).decode("ascii")
+    if isinstance(o, Decimal):
+        return str(o)
+    if isinstance(o, datetime.date | datetime.time):  # orjson writes these itself; json does not
+        return o.isoformat()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
 def _as_bytes(v: str | bytes | None) -> bytes | None:
     return v.encode("utf-8") if isinstance(v, str) else v
 
@@ -153,9 +200,18 @@ def now_ms() -> int:
 
 
 def decode(
-    msg: Message, *, input_format: str, text_field: str, max_bytes: int, consumed_at_ms: int
+    msg: Message,
+    *,
+    input_format: str,
+    text_field: str,
+    max_bytes: int,
+    consumed_at_ms: int,
+    read: Reader | None = None,
 ) -> Post | DeadLetter:
-    """Check size, encoding and shape; the emptiness check needs the tokenizer and comes later."""
+    """Check size, encoding and shape; the emptiness check needs the tokenizer and comes later.
+
+    `read` decodes the avro and json_schema formats (consumer.schemas); a record it returns is
+    checked for its text field like a JSON object."""
     source = Source.of(msg, consumed_at_ms)
     key, raw = _as_bytes(msg.key()), _as_bytes(msg.value())
     value = raw or b""
@@ -170,7 +226,15 @@ def decode(
         return dead(
             Reason.TOO_LARGE, f"{len(value)} bytes; SENTIMENT_MAX_MESSAGE_BYTES is {max_bytes}"
         )
-    obj = None if input_format == "text" else _fast_json(value)
+    if read is not None:
+        try:
+            obj = read(value, source.topic, headers)
+        except UndecodableError as e:
+            return dead(e.reason, str(e))
+        if not isinstance(obj, dict):
+            return dead(Reason.SCHEMA_MISMATCH, f"expected a record, got {type(obj).__name__}")
+    else:
+        obj = None if input_format == "text" else _fast_json(value)
     if obj is None:
         # Raw text, or JSON that orjson refused or might round: the standard library decides,
         # and names the reason.
@@ -236,6 +300,49 @@ def result_value(
     if extra:
         out.update(extra)
     try:
-        return orjson.dumps(out)
+        return orjson.dumps(out, default=json_default)
     except TypeError:  # an integer beyond 64 bits, carried through from the input
-        return json.dumps(out, ensure_ascii=False).encode("utf-8")
+        return json.dumps(out, ensure_ascii=False, default=json_default).encode("utf-8")
+
+
+def typed_result(
+    post: Post,
+    pred: Prediction,
+    model_version: str,
+    processed_at_ms: int,
+    text_field: str,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The output record for avro and json_schema output, shaped by consumer.schemas' result
+    schema: the service's fields typed, the text under `text`, and the input's other fields in
+    `fields`, each as its JSON text, since a fixed schema cannot know them."""
+    fields = {k: _json_text(v) for k, v in post.fields.items() if k not in ("id", text_field)}
+    extra = extra or {}
+    tokens = extra.get("top_tokens")
+    return {
+        "id": post.id,
+        "text": post.text,
+        "label": pred.label,
+        "score": round(pred.score, 6),
+        "probabilities": {k: round(v, 6) for k, v in pred.probabilities.items()},
+        "model_version": model_version,
+        "source": {
+            "topic": post.source.topic,
+            "partition": post.source.partition,
+            "offset": post.source.offset,
+        },
+        "input_timestamp_ms": post.source.timestamp_ms,
+        "consumed_at_ms": post.source.consumed_at_ms,
+        "processed_at_ms": processed_at_ms,
+        "fields": fields,
+        "top_tokens": None if tokens is None else [{"token": t, "weight": w} for t, w in tokens],
+        "shadow": extra.get("shadow"),
+        "review_reason": extra.get("review_reason"),
+    }
+
+
+def _json_text(v: Any) -> str:
+    try:
+        return orjson.dumps(v, default=json_default).decode("utf-8")
+    except TypeError:  # an integer beyond 64 bits
+        return json.dumps(v, ensure_ascii=False, default=json_default)

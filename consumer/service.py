@@ -28,7 +28,7 @@ from consumer.batch import decode_batch, label
 from consumer.delivery import Delivery, DeliveryError, Sent
 from consumer.drift_monitor import DriftMonitor
 from consumer.http_server import Health
-from consumer.records import DeadLetter, Post
+from consumer.records import DeadLetter, Post, Reader
 from consumer.results import Results
 from consumer.segmentation import Pending, Segmenter
 from consumer.settings import Settings
@@ -66,6 +66,7 @@ class Service:
     lag: kafka_stats.WatermarkLag | None  # None where librdkafka's statistics give the lag
     health: Health
     stop: threading.Event
+    read: Reader | None = None  # SENTIMENT_INPUT_FORMAT avro or json_schema
     _inflight: Batch | None = field(default=None, init=False)  # being segmented
     _sent: Batch | None = field(default=None, init=False)  # not acknowledged yet
 
@@ -90,7 +91,7 @@ class Service:
                     metrics.BATCH_WAIT.observe(time.perf_counter() - t0)
                     metrics.BATCH_SIZE.observe(len(batch))
                     metrics.MESSAGES_CONSUMED.inc(len(batch))
-                    posts, dead = decode_batch(batch, self.s)
+                    posts, dead = decode_batch(batch, self.s, self.read)
                     pending = self.segmenter.submit([p.text for p in posts])
                     self._advance(Batch(batch, posts, dead, pending))
                 else:
