@@ -130,6 +130,17 @@ def test_librdkafka_rejecting_a_passthrough_property_stops_start_up(tmp_path, pr
     assert SECRET not in err
 
 
+def test_a_schema_registry_that_does_not_answer_stops_start_up_naming_its_url(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    env = env_for(SENTIMENT_OUTPUT_FORMAT="avro", SENTIMENT_SCHEMA_REGISTRY_URL=url,
+                  SENTIMENT_SCHEMA_REGISTRY_USER_INFO=f"svc:{SECRET}")  # fmt: skip
+    code, err = run_consumer_module(env, tmp_path)
+    assert code == 2
+    assert last_line(err).startswith(f"consumer: SENTIMENT_SCHEMA_REGISTRY_URL={url}:"), err
+    assert "posts.sentiment-value" in last_line(err)
+    assert SECRET not in err
+
+
 def test_cuda_asked_for_without_cuda_names_the_device_setting(tmp_path):
     import torch
 
