@@ -210,7 +210,7 @@ class TypedReader:
             if e.http_status_code == 404:
                 raise UndecodableError(Reason.SCHEMA_UNKNOWN, str(e)) from None
             raise RegistryError(f"Schema Registry: {e}") from e
-        except httpx.HTTPError as e:
+        except httpx.HTTPError as e:  # the client's own httpx (httpx2 on this Python): transport
             raise RegistryError(f"Schema Registry: {type(e).__name__}: {e}") from e
         except UnicodeError as e:
             raise UndecodableError(Reason.NOT_UTF8, str(e)) from None
