@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,7 +32,15 @@ import pytest
 import yaml
 
 from consumer.settings import SECRETS_DIR_ENV, Settings, env_name
-from tests.test_deploy_k8s import COMBOS, ROOT, Objects, _combo_id, _validate, kustomize
+from tests.test_deploy_k8s import (
+    COMBOS,
+    ROOT,
+    Objects,
+    _combo_id,
+    _validate,
+    deploy_tool,
+    kustomize,
+)
 
 CHART = ROOT / "deploy" / "helm" / "sentiment-stream"
 RELEASE = "sentiment"  # the release name the README installs, which names the objects
@@ -68,14 +73,14 @@ HELM_ONLY_LABELS = frozenset(
 BASE_LABELS = frozenset({"app.kubernetes.io/name", "app.kubernetes.io/component"})
 KUSTOMIZE_HASH = re.compile(r"-[a-z0-9]{10}$")
 CREDENTIAL_KEY = re.compile(r"passw|token(?!izer)|username|userinfo|credential|jaas|apikey")
+VARIANTS = pytest.mark.parametrize("variant", ["cpu", "gpu"])
+SET_CASES = pytest.mark.parametrize(
+    "sets", [(), ALL_KEDA, ALL_HPA], ids=["plain", "all-with-keda", "all-with-hpa"]
+)
 
 
 def _helm() -> str:
-    venv_bin = str(Path(sys.executable).parent)
-    found = shutil.which("helm", path=os.pathsep.join([venv_bin, os.environ.get("PATH", "")]))
-    if found is None:
-        pytest.fail("helm not found: `make helm` installs it")
-    return found
+    return deploy_tool("helm", "helm")
 
 
 def _run_helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -202,10 +207,8 @@ def test_helm_lint_strict_is_clean(extra: tuple[str, ...]) -> None:
     assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout, out.stdout
 
 
-@pytest.mark.parametrize("variant", ["cpu", "gpu"])
-@pytest.mark.parametrize(
-    "sets", [(), ALL_KEDA, ALL_HPA], ids=["plain", "all-with-keda", "all-with-hpa"]
-)
+@VARIANTS
+@SET_CASES
 def test_chart_renders_and_validates(
     template: Callable[..., Objects], variant: str, sets: tuple[str, ...]
 ) -> None:
@@ -327,10 +330,8 @@ def test_another_release_name_is_self_consistent(template: Callable[..., Objects
 # --- secrets: references to existing Secrets, never credentials --------------------------------
 
 
-@pytest.mark.parametrize("variant", ["cpu", "gpu"])
-@pytest.mark.parametrize(
-    "sets", [(), ALL_KEDA, ALL_HPA], ids=["plain", "all-with-keda", "all-with-hpa"]
-)
+@VARIANTS
+@SET_CASES
 def test_the_chart_renders_no_secret(
     template: Callable[..., Objects], variant: str, sets: tuple[str, ...]
 ) -> None:

@@ -56,12 +56,17 @@ def _combo_id(value: str | tuple[str, ...]) -> str:
     return value if isinstance(value, str) else "+".join(value) or "no-components"
 
 
-def _kubectl() -> str:
+def deploy_tool(name: str, target: str) -> str:
+    """The venv's copy of a deploy tool, else the PATH's; `make TARGET` installs it."""
     venv_bin = str(Path(sys.executable).parent)
-    found = shutil.which("kubectl", path=os.pathsep.join([venv_bin, os.environ.get("PATH", "")]))
+    found = shutil.which(name, path=os.pathsep.join([venv_bin, os.environ.get("PATH", "")]))
     if found is None:
-        pytest.fail("kubectl not found: `make deploy-tools` installs it")
+        pytest.fail(f"{name} not found: `make {target}` installs it")
     return found
+
+
+def _kubectl() -> str:
+    return deploy_tool("kubectl", "deploy-tools")
 
 
 def kustomize(overlay: str, components: tuple[str, ...], work: Path) -> Objects:

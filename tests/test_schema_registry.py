@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -37,6 +36,7 @@ from consumer.schemas import RegistryError, TypedReader, TypedWriter, result_sch
 from consumer.settings import Settings
 from model.predictor import Prediction
 from tests.conftest import FAST_GROUP, produce, read_until, unique
+from tests.test_consumer_records import Msg
 
 POST_AVRO = json.dumps(
     {
@@ -90,33 +90,6 @@ def reader_of(registry: SchemaRegistryClient, fmt: str) -> Any:
     if fmt == "avro":
         return AvroDeserializer(registry)
     return JSONDeserializer(None, schema_registry_client=registry)
-
-
-@dataclass
-class Msg:
-    _value: bytes
-    _headers: list = field(default_factory=list)
-
-    def topic(self):
-        return "in"
-
-    def partition(self):
-        return 2
-
-    def offset(self):
-        return 7
-
-    def key(self):
-        return b"k"
-
-    def value(self):
-        return self._value
-
-    def headers(self):
-        return self._headers
-
-    def timestamp(self):
-        return (1, 1_700_000_000_000)
 
 
 def dec(value: bytes, registry: SchemaRegistryClient, fmt: str) -> Post | DeadLetter:
