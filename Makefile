@@ -47,7 +47,7 @@ TRAIN_FLAGS := --threads 1 --no-progress --init-from build/senta-base-nopeep --e
 	--extra-train training/data/social_train.csv,training/data/social_train_2.csv
 # Chosen among three by `make seeds` on the reviews validation split alone, never social_dev or
 # test: training/results/seeds/seeds.md has each seed's figures and their spread.
-SEED := 13
+SEED := 14
 train: senta
 	$(BIN)/python -m training --out build/model-uncalibrated $(TRAIN_FLAGS) --seed $(SEED)
 	$(BIN)/python -m training.calibrate --model build/model-uncalibrated --out model/default

@@ -26,8 +26,11 @@ def test_report():
 
 
 def test_default_model_meets_the_accuracy_bar(test_report):
+    """A floor on the reviews: the fine-tuned Senta gives up about half a point there (0.847
+    against 0.852 for the word model before it) for six points on social posts, the domain the
+    service serves; the test below holds those."""
     _, report = test_report
-    assert report["accuracy"] >= 0.85, report
+    assert report["accuracy"] >= 0.84 and report["roc_auc"] >= 0.91, report
 
 
 def test_default_model_scores_are_calibrated(test_report):
@@ -56,13 +59,21 @@ def test_default_model_is_small_and_has_a_drift_reference():
 
 
 def test_default_model_reads_social_posts():
-    """A floor under the shipped model on our held-out social posts (social_dev, never trained
-    on): the bars of the model issue are higher; this keeps a regression from shipping."""
+    """The pretrained-foundation issue's bars on our held-out social posts (social_dev, which
+    neither trained, chose the seed nor fitted the temperature of the shipped model)."""
     loaded = artifact.load("default", "cpu")
     dev = read_file(ROOT / "training" / "data" / "social_dev.csv")
     pred = Predictor(loaded)
     probs = pred.probabilities(pred.encode(dev.texts)).numpy()
     report = classification_report(np.asarray(dev.label_ids(loaded.labels)), probs, loaded.labels)
-    assert report["accuracy"] >= 0.80 and report["roc_auc"] >= 0.88, report
+    assert report["accuracy"] >= 0.90 and report["roc_auc"] >= 0.95, report
     new = ["這家餐廳超級好吃，推薦！", "[怒][怒][怒]", "绝绝子！！yyds🔥"]
     assert [p.label for p in pred.predict(new)] == ["positive", "negative", "positive"]
+
+
+def test_default_model_carries_the_senta_notice():
+    """Its weights derive from Baidu's Senta (Apache 2.0): the notice travels with them, and
+    says what was changed."""
+    notice = (artifact.DEFAULT_DIR / artifact.NOTICE).read_text(encoding="utf-8")
+    assert "Senta" in notice and "Apache License" in notice
+    assert "Modified: fine-tuned" in notice
