@@ -256,3 +256,39 @@ def test_new_head_keeps_the_base_encoder_under_another_pooling(tiny_model, tmp_p
     assert tuned.config.pooling == "mean" and base.config.pooling != "mean"
     for name, weight in base.model.encoder.state_dict().items():
         assert torch.equal(tuned.model.encoder.state_dict()[name], weight), name
+
+
+def test_a_teacher_model_joins_the_linear_teacher_as_their_mean(tiny_model):
+    """--teacher-model: each row's soft target is the mean of the cross-fitted linear model's
+    probabilities and the pretrained classifier's."""
+    base_dir, _ = tiny_model
+    rows = synthetic_rows(200, seed=6)
+    texts, y = [t for t, _ in rows], [int(lb == "positive") for _, lb in rows]
+    linear = soft_targets(texts, y, TrainConfig(distill=0.5), general_rows=len(texts))
+    both = soft_targets(texts, y, TrainConfig(distill=0.5, teacher_model=str(base_dir)), len(texts))
+    teacher = Predictor(artifact.load(base_dir))
+    probs = teacher.probabilities(teacher.encode(texts)).numpy()
+    assert linear is not None and both is not None
+    np.testing.assert_allclose(both, (linear + probs) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="distill"):
+        TrainConfig(teacher_model=str(base_dir))
+
+
+def test_char_init_starts_each_shared_characters_vector_from_the_donor(tmp_path):
+    from model.network import ClassifierConfig, SentimentClassifier
+    from model.text import TokenizerConfig
+    from model.vocab import Vocab
+    from training.features import char_ids, init_char_vectors, new_classifier
+
+    donor_vocab = Vocab(["<pad>", "<unk>", "好", "差"])
+    donor = SentimentClassifier(ClassifierConfig(len(donor_vocab), embed_dim=8, hidden_size=4))
+    artifact.save(tmp_path / "donor", donor, donor_vocab, 16, TokenizerConfig(segmenter="chars"))
+    cfg = TrainConfig(char_features=True, embed_dim=8, hidden_size=4)
+    vocab = Vocab(["<pad>", "<unk>", "很好", "太差", "一般"])
+    model = new_classifier(cfg, vocab)
+    assert init_char_vectors(model, vocab, cfg.chars_per_token, str(tmp_path / "donor")) == 2
+    table, ids = model.encoder.char_embedding, char_ids(vocab, cfg.chars_per_token)
+    assert table is not None
+    for char, donor_id in (("好", 2), ("差", 3)):
+        assert torch.equal(table.weight[ids[char]], donor.encoder.embedding.weight[donor_id])
+    assert not torch.equal(table.weight[ids["一"]], torch.zeros(8))  # unknown to the donor: drawn
