@@ -1,4 +1,5 @@
-"""The recipe search starts from the recipe `make train` ships, and its table reads its trials."""
+"""The recipe search starts from the word-level recipe (`make train-word`, shipped before Senta),
+and its table reads its trials."""
 
 import re
 import shlex
@@ -14,10 +15,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_train_argv() -> list[str]:
-    """The flags of the Makefile's `train` target's first command, its variables expanded."""
+    """The flags of the Makefile's `train-word` target's command, its variables expanded."""
     text = ROOT.joinpath("Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
     variables = dict(re.findall(r"^([A-Z_]+) :?= (.*)$", text, re.M))
-    line = re.search(r"^train:.*\n\t(.*)$", text, re.M)
+    line = re.search(r"^train-word:.*\n\t(.*)$", text, re.M)
     assert line is not None
     command = line.group(1).replace("$(BIN)/python -m training", "")
     command = re.sub(r"\$\(([A-Z_]+)\)", lambda m: variables[m.group(1)], command)
@@ -25,16 +26,16 @@ def make_train_argv() -> list[str]:
 
 
 def make_train_config() -> tuple[TrainConfig, int]:
-    """The TrainConfig and --extra-weight `make train` trains with."""
+    """The TrainConfig and --extra-weight `make train-word` trains with."""
     args = train_parser().parse_args(make_train_argv())
     return TrainConfig(**config_kwargs(args, TrainConfig, NOT_FLAGS)), args.extra_weight
 
 
-def test_the_first_trial_is_the_recipe_make_train_ships():
+def test_the_first_trial_is_the_word_recipe_make_train_word_builds():
     cfg, weight = suggest(optuna.trial.FixedTrial(SHIPPED))
     shipped, shipped_weight = make_train_config()
-    # The search runs every epoch and keeps the best; `make train` may stop early instead. The
-    # search's trials all ran at seed 13; the seed `make train` ships is chosen apart
+    # The search runs every epoch and keeps the best; `make train-word` may stop early instead.
+    # The search's trials all ran at seed 13; the seed is chosen apart
     # (training.experiments.seeds).
     assert cfg == TrainConfig(**{**shipped.to_dict(), "patience": cfg.patience,
                                  "labels": shipped.labels, "seed": cfg.seed})  # fmt: skip

@@ -1,18 +1,19 @@
-"""Optuna search over the shipped recipe's training knobs, scored on validation data only.
+"""Optuna search over the word-level recipe's training knobs, scored on validation data only.
 
     S=sqlite:///runs/recipe.db
     python -m training.experiments.recipe_search --storage $S --trials 6 --threads 1
     python -m training.experiments.recipe_search --storage $S --trials 6 --threads 1  # resumes
 
-The recipe is `make train`'s (rjieba words with the user dictionary, characters, lexicon cues,
-unseen words spelled out, social_train beside the reviews, distillation from the linear teacher);
+The recipe is `make train-word`'s, the word-level model shipped before Senta (rjieba words with
+the user dictionary, characters, lexicon cues, unseen words spelled out, social_train beside the
+reviews, distillation from the linear teacher);
 a trial varies the learning rate, dropouts, token dropout, weight decay, epochs, the distillation
 weight, whether the in-domain rows learn from the teacher and how many times they are repeated.
 Its score is the mean of the macro-F1 on the reviews validation split and on social_dev: the
 model must stay good on reviews and get better on posts. The test split is never read. Data,
 vocabulary, word vectors and the teacher are prepared once per repetition count and shared by
 the trials. Several processes may share one --storage to search in parallel; the first trial of
-a new study is the shipped recipe, the reference every other trial is compared with.
+a new study is that recipe, the reference every other trial is compared with.
 """
 
 from __future__ import annotations
