@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--posts", type=int, default=3000, help="how many sample posts to stream")
     ap.add_argument("--rate", type=float, default=1000.0, help="posts per second to produce")
     ap.add_argument("--exit-when-done", action="store_true", help="stop once all are labelled")
+    # A job started in the background by a non-interactive shell inherits SIGINT ignored, and
+    # Python then keeps it ignored: Ctrl+C must still stop the demo.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = ap.parse_args(argv)
 
     stop = threading.Event()
