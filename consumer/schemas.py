@@ -3,8 +3,9 @@
 Both are the Confluent wire format (a zero magic byte, the schema's 4-byte id, then the Avro
 binary or JSON body), which Kafka Connect's converters, ksqlDB and Flink SQL read without custom
 code. Input is read with the schema the registry holds under the id in each message; output is
-the result record of `RESULT_AVRO` / `RESULT_JSON_SCHEMA`, registered at start-up under
-`<topic>-value` (the standard TopicNameStrategy) for the output topic and the review topic.
+the result record of `RESULT_AVRO` (`RESULT_JSON_SCHEMA` is derived from it), registered at
+start-up under `<topic>-value` (the standard TopicNameStrategy) for the output topic and the
+review topic.
 
 The result schema is fixed, so the input's own fields, whatever they are, travel in `fields`, a
 map from field name to the field's JSON text (`{"author": "\\"li\\"", "likes": "3"}`), and the
@@ -33,8 +34,6 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from consumer.records import Reason, UndecodableError, exact_json
 from consumer.settings import Settings
-
-_NULL = {"type": "null"}
 
 RESULT_AVRO: dict[str, Any] = {
     "type": "record",
@@ -110,58 +109,37 @@ RESULT_AVRO: dict[str, Any] = {
 }
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    # oneOf with null is how Confluent's JSON Schema converter spells an optional field.
-    return {"oneOf": [_NULL, schema]}
+_SCALARS = {"string": "string", "double": "number", "int": "integer", "long": "integer"}
 
 
-_STRING, _NUMBER, _INTEGER = {"type": "string"}, {"type": "number"}, {"type": "integer"}
+def json_schema_of(avro: Any) -> dict[str, Any]:
+    """The JSON Schema that accepts what the Avro type `avro` describes, so that the result
+    record is declared once, in Avro, and both formats carry the same fields."""
+    if isinstance(avro, str):
+        return {"type": _SCALARS[avro]}
+    if isinstance(avro, list):  # only ["null", T] unions occur in the result record
+        (other,) = [t for t in avro if t != "null"]
+        # oneOf with null is how Confluent's JSON Schema converter spells an optional field.
+        return {"oneOf": [{"type": "null"}, json_schema_of(other)]}
+    if avro["type"] == "map":
+        return {"type": "object", "additionalProperties": json_schema_of(avro["values"])}
+    if avro["type"] == "array":
+        return {"type": "array", "items": json_schema_of(avro["items"])}
+    if avro["type"] == "record":
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [f["name"] for f in avro["fields"] if "default" not in f],
+            "properties": {f["name"]: json_schema_of(f["type"]) for f in avro["fields"]},
+        }
+    raise ValueError(f"no JSON Schema for the Avro type {avro!r}")
+
 
 RESULT_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "title": "SentimentResult",
     "description": RESULT_AVRO["doc"],
-    "type": "object",
-    "additionalProperties": False,
-    "required": [f["name"] for f in RESULT_AVRO["fields"] if "default" not in f],
-    "properties": {
-        "id": _STRING,
-        "text": _STRING,
-        "label": _STRING,
-        "score": _NUMBER,
-        "probabilities": {"type": "object", "additionalProperties": _NUMBER},
-        "model_version": _STRING,
-        "source": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["topic", "partition", "offset"],
-            "properties": {"topic": _STRING, "partition": _INTEGER, "offset": _INTEGER},
-        },
-        "input_timestamp_ms": _nullable(_INTEGER),
-        "consumed_at_ms": _INTEGER,
-        "processed_at_ms": _INTEGER,
-        "fields": {"type": "object", "additionalProperties": _STRING},
-        "top_tokens": _nullable(
-            {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["token", "weight"],
-                    "properties": {"token": _STRING, "weight": _NUMBER},
-                },
-            }
-        ),
-        "shadow": _nullable(
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["label", "score", "model_version"],
-                "properties": {"label": _STRING, "score": _NUMBER, "model_version": _STRING},
-            }
-        ),
-        "review_reason": _nullable(_STRING),
-    },
+    **json_schema_of(RESULT_AVRO),
 }
 
 

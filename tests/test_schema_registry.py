@@ -221,21 +221,48 @@ def test_the_result_schema_is_registered_under_the_output_topics_value_subject(r
         assert json.loads(latest.schema.schema_str) == json.loads(result_schema(fmt).schema_str)
 
 
-def test_explanations_and_the_shadow_label_are_typed_too(registry):
+@pytest.mark.parametrize("fmt", ["avro", "json_schema"])
+def test_explanations_and_the_shadow_label_are_typed_too(registry, fmt):
+    # The JSON Schema is derived from the Avro one, so both must carry the nested records.
     from consumer.batch import Explained
 
     post = dec(typed_input(registry, "avro", POST), registry, "avro")
     assert isinstance(post, Post)
-    s = settings(output_format="avro", output_topic="out", shadow_model="default",
+    s = settings(output_format=fmt, output_topic="out", shadow_model="default",
                  shadow_in_results=True)  # fmt: skip
-    writer = TypedWriter(registry, "avro", ["out"])
+    writer = TypedWriter(registry, fmt, ["out"])
     results = Results(s, ("negative", "positive"), "v1", "v2", writer)
     pred = Explained(**vars(PRED), top_tokens=[("好", 0.5)])
     shadow = [Prediction("negative", 0.4, {"negative": 0.6, "positive": 0.4}, 5, 0)]
     (result,) = results.records([(post, pred)], shadow)
-    got = AvroDeserializer(registry)(result.value, ctx("out"))
+    got = reader_of(registry, fmt)(result.value, ctx("out"))
     assert got["top_tokens"] == [{"token": "好", "weight": 0.5}]
     assert got["shadow"] == {"label": "negative", "score": 0.4, "model_version": "v2"}
+
+
+def test_the_json_schema_refuses_what_the_avro_schema_refuses(registry):
+    import fastavro
+    import jsonschema
+
+    from consumer.schemas import RESULT_AVRO, RESULT_JSON_SCHEMA
+
+    avro = fastavro.parse_schema(RESULT_AVRO)
+    good = {"id": "p", "text": "好", "label": "positive", "score": 0.9,
+            "probabilities": {"positive": 0.9}, "model_version": "v1",
+            "source": {"topic": "t", "partition": 0, "offset": 1},
+            "input_timestamp_ms": None, "consumed_at_ms": 1, "processed_at_ms": 2}  # fmt: skip
+    bad = [
+        {k: v for k, v in good.items() if k != "label"},
+        {**good, "source": {"topic": "t", "partition": "0", "offset": 1}},
+        {**good, "top_tokens": [{"token": "好"}]},
+        {**good, "shadow": {"label": "x", "score": 0.1}},
+    ]
+    assert fastavro.validate(good, avro, raise_errors=False)
+    jsonschema.validate(good, RESULT_JSON_SCHEMA)
+    for record in bad:
+        assert not fastavro.validate(record, avro, raise_errors=False), record
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(record, RESULT_JSON_SCHEMA)
 
 
 def test_json_output_of_avro_input_carries_its_bytes_as_base64(registry):
