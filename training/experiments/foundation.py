@@ -4,7 +4,7 @@
         --row "today's model=model/default" \\
         --row "Senta zero-shot=build/senta-base" \\
         --row "Senta fine-tuned=runs/ft-s13,runs/ft-s14,runs/ft-s15" \\
-        --ensemble "mean of Senta zero-shot and today's=build/senta-base+model/default" \
+        --ensemble "mean of Senta zero-shot and today's=build/senta-base+model/default" \\
         --ensemble "mean of the two recipes=runs/a-s13+runs/b-s13,runs/a-s14+runs/b-s14"
 
 A row is one artifact, or several (one per seed): then each figure is their mean ± sd and the first
