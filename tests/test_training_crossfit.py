@@ -28,7 +28,8 @@ def test_every_labelled_row_is_scored_by_the_fold_model_that_never_saw_it(tmp_pa
     flags = ["--", "--source", str(tmp_path / "data.csv"),
              "--extra-train", str(tmp_path / "extra.csv"), *TINY]  # fmt: skip
     argv = ["--file", str(tmp_path / "extra.csv"), "--folds", "2", "--models", str(models),
-            "--out", str(out), "--compare", str(models / "fold-0"), *flags]  # fmt: skip
+            "--out", str(out), "--compare", str(models / "fold-0"),
+            "--jobs", "2", *flags]  # fmt: skip
     assert crossfit_main(argv) == 0
 
     for k in (0, 1):

@@ -27,6 +27,7 @@ import csv
 import hashlib
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=13, help="every fold's training seed")
     p.add_argument("--out", type=Path, required=True, help="crossfit.json and crossfit.md")
     p.add_argument("--models", type=Path, help="the fold models (default runs/crossfit-NAME)")
+    p.add_argument("--jobs", type=int, default=1, help="training processes at a time")
     p.add_argument("--reuse", action="store_true", help="score folds already trained")
     p.add_argument("--compare", default="", help="comma-separated artifacts to score on --file")
     p.add_argument("flags", nargs=argparse.REMAINDER, help="-- then the recipe's training flags")
@@ -122,23 +124,28 @@ def _crossfit(inv: Invocation) -> None:
     labelled = [i for i, r in enumerate(rows) if r["label"] in LABELS]
     y = np.array([LABELS.index(rows[i]["label"]) for i in labelled])
     hard = np.array([rows[i].get("kind") == "hard" for i in labelled])
+
+    def train(k: int) -> None:
+        fold_dir = models / f"fold-{k}"
+        if args.reuse and (fold_dir / "config.json").exists():
+            return
+        fold_dir.parent.mkdir(parents=True, exist_ok=True)
+        kept = fold_dir.parent / f"fold-{k}-train.csv"
+        with open(kept, "w", encoding="utf-8", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(r for r, fold in zip(rows, folds, strict=True) if fold != k)
+        cmd = [sys.executable, "-m", "training", *with_extra_train(flags, args.file, str(kept)),
+               "--seed", str(args.seed), "--out", str(fold_dir)]  # fmt: skip
+        with open(fold_dir.parent / f"fold-{k}.log", "w") as log:
+            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        list(pool.map(train, range(args.folds)))
     oof = np.zeros((len(labelled), len(LABELS)))
     for k in range(args.folds):
-        fold_dir = models / f"fold-{k}"
-        if not (args.reuse and (fold_dir / "config.json").exists()):
-            fold_dir.parent.mkdir(parents=True, exist_ok=True)
-            kept = fold_dir.parent / f"fold-{k}-train.csv"
-            with open(kept, "w", encoding="utf-8", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(r for r, fold in zip(rows, folds, strict=True) if fold != k)
-            cmd = [sys.executable, "-m", "training",
-                   *with_extra_train(flags, args.file, str(kept)),
-                   "--seed", str(args.seed), "--out", str(fold_dir)]  # fmt: skip
-            with open(fold_dir.parent / f"fold-{k}.log", "w") as log:
-                subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
         held = [j for j, i in enumerate(labelled) if folds[i] == k]
-        oof[held] = probabilities(fold_dir, [rows[labelled[j]]["text"] for j in held])
+        oof[held] = probabilities(models / f"fold-{k}", [rows[labelled[j]]["text"] for j in held])
     results = {f"the recipe, out of fold ({args.folds} folds, seed {args.seed})": figures(
         oof, y, hard)}  # fmt: skip
     texts = [rows[i]["text"] for i in labelled]
