@@ -271,8 +271,11 @@ class ServiceProcess(launch.ServiceProcess):
         cls, settings: dict[str, Any], log: Path, prefix: list[str] | None = None
     ) -> ServiceProcess:
         """consumer.launch.start, not yet ready, run from the log's directory: not the repo
-        root, so that a developer's .env cannot leak in."""
-        svc = launch.start(settings, log=log, cwd=log.parent, prefix=prefix or (), wait=False)
+        root, so that a developer's .env cannot leak in. It runs this checkout's code, not
+        whichever checkout the venv's editable install points at (a git worktree's tests
+        share one venv)."""
+        svc = launch.start(settings, log=log, cwd=log.parent, prefix=prefix or (),
+                           pythonpath=ROOT, wait=False)  # fmt: skip
         return cls(svc.proc, svc.port, svc.env, svc.log_path)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
