@@ -15,8 +15,10 @@ a restart; Tansu keeps nothing.
   without a revoke and is assigned them again; in exactly-once that aborts the transaction of a
   batch sent and not completed (Delivery.abandon), and the transactional producer does not
   re-bootstrap, which with librdkafka 2.16 left it waiting for ever (consumer/kafka_config.py).
-- Exactly-once results are read with read_committed from offset 0 (conftest.read_all), as in
-  tests/test_consumer_exactly_once.py.
+- At-least-once can repeat the batches it handled after the restart and before the group told
+  it its membership was gone: their commits fail, and they are read again. Exactly-once results
+  are read with read_committed from offset 0 (conftest.read_all), as in
+  tests/test_consumer_exactly_once.py, and must be there exactly once.
 """
 
 from __future__ import annotations
