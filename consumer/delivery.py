@@ -145,6 +145,20 @@ class Delivery:
             self.commit(asynchronous=True)
         _count(sent.records)
 
+    def abandon(self) -> None:
+        """Give up on the batch sent last, which will not be completed (its partitions were
+        lost). Exactly-once aborts its transaction, so that none of its records is committed and
+        the next batch can begin one; at-least-once has nothing to undo."""
+        if not self.eos:
+            return
+        while True:
+            try:
+                self.producer.abort_transaction(30)
+                return
+            except KafkaException as e:
+                if not e.args[0].retriable():
+                    raise
+
     def commit(self, asynchronous: bool = False) -> None:
         """Commit the stored offsets (at-least-once). A failure is logged, not raised: the
         offsets stay stored for the next commit, or, if the partitions are gone, their next

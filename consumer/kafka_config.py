@@ -47,14 +47,23 @@ def kafka_configs(s: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     if s.statistics_interval_ms:
         consumer["statistics.interval.ms"] = s.statistics_interval_ms
         consumer["stats_cb"] = kafka_stats.handle_stats
+    eos = s.processing_guarantee == "exactly-once"
     producer = {
         "linger.ms": 5,
+        # Exactly-once: no re-bootstrap when every known broker is down at once (a one-broker
+        # cluster restarting, a whole cluster's outage). librdkafka 2.16 then decommissions the
+        # brokers it knew, the group coordinator among them, and send_offsets_to_transaction
+        # waits for that coordinator for ever, past its own timeout (librdkafka issue #5511;
+        # tests/test_consumer_broker_restart.py met it on every broker restart). The cost: if
+        # all brokers come back under new names, only a restart finds them; set `rebootstrap`
+        # through SENTIMENT_KAFKA_CONFIG where that can happen.
+        **({"metadata.recovery.strategy": "none"} if eos else {}),
         **{k: v for k, v in passthrough.items() if not k.startswith(("session.", "heartbeat."))},
         **common,
         # Broker-side de-duplication of retries, so a retry never writes a result twice.
         "enable.idempotence": True,
     }
-    if s.processing_guarantee == "exactly-once":
+    if eos:
         producer["transactional.id"] = s.effective_transactional_id()
     return consumer, producer
 

@@ -183,8 +183,12 @@ class Service:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("lost %s without a clean revoke", _names(partitions))
         # Lost partitions cannot take offsets any more and their next owner redoes them; the
-        # in-flight batch's other partitions, if any are still ours, are rewound.
+        # in-flight batch's other partitions, if any are still ours, are rewound. A batch sent
+        # and not completed is given up: in exactly-once its transaction is aborted, which
+        # also lets the next batch begin one.
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        if self._sent is not None:
+            self.delivery.abandon()
         dropped = self._discard_inflight()
         self.delivery.rewind([m for m in dropped if (m.topic(), m.partition()) not in gone])
         self.health.in_group = False  # not ready until the group assigns partitions again

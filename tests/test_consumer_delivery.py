@@ -1,5 +1,11 @@
 """Delivery guarantees under failure: SIGKILL, SIGTERM and exactly-once restarts, on a real broker.
 
+Broker: the session's (Tansu unless KAFKA_BOOTSTRAP_SERVERS or Docker gives a Kafka), or a Tansu
+of a test's own. Tansu returns aborted transactions' records to read_committed readers, so the
+exactly-once test here allows one batch of duplicates; tests/test_consumer_exactly_once.py
+checks exactly-once exactly on noida-db, and tests/test_consumer_broker_restart.py restarts a
+broker that keeps its data.
+
 Each test stops the service part-way through a stream, restarts it in the same group, and checks
 the output topic once the group has committed the whole input. "Part-way" is a condition, not a
 race: the input arrives in two parts, the stop lands once results of the first part are out, and
@@ -125,7 +131,8 @@ def test_exactly_once_kill_and_restart_leaves_no_duplicates_among_committed_resu
     exact: no result twice. The embedded Tansu does not hide them (checked: an aborted record is
     returned to read_committed readers), so when the kill lands in the few milliseconds in which
     a batch's transaction holds records, that one batch shows up twice there. On Tansu the test
-    therefore allows at most one batch of duplicates, and still fails on any loss."""
+    therefore allows at most one batch of duplicates, and still fails on any loss. The exact
+    version, three kills and no duplicate, runs on noida-db: tests/test_consumer_exactly_once.py."""
     topics, group, txn = make_topics(3), unique("group"), unique("txn")
     eos = {"processing_guarantee": "exactly-once", "transactional_id": txn}
     svc = start_service(topics, group, **eos)

@@ -253,6 +253,21 @@ def test_kafka_configs_let_passthrough_tune_but_not_weaken_the_guarantee():
     assert consumer["isolation.level"] == "read_committed"
 
 
+def test_the_transactional_producer_does_not_rebootstrap_unless_told_to():
+    """librdkafka #5511: after a re-bootstrap, send_offsets_to_transaction can wait for ever."""
+    from consumer.kafka_config import kafka_configs
+    from consumer.settings import Settings
+
+    eos = {"bootstrap_servers": "k:9092", "processing_guarantee": "exactly-once"}
+    consumer, producer = kafka_configs(Settings(**eos))
+    assert producer["metadata.recovery.strategy"] == "none"
+    assert "metadata.recovery.strategy" not in consumer
+    _, producer = kafka_configs(Settings(bootstrap_servers="k:9092"))
+    assert "metadata.recovery.strategy" not in producer  # at-least-once keeps the default
+    told = Settings(**eos, kafka_config='{"metadata.recovery.strategy": "rebootstrap"}')
+    assert kafka_configs(told)[1]["metadata.recovery.strategy"] == "rebootstrap"
+
+
 def test_a_group_instance_id_makes_the_consumer_a_static_member():
     from consumer.kafka_config import kafka_configs
     from consumer.settings import Settings
