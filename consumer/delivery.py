@@ -55,20 +55,27 @@ class Outgoing:
 
 
 class _Acks:
-    """Counts one batch's outstanding and failed deliveries; one callback for every record."""
+    """Counts one batch's outstanding and failed deliveries; one callback for every record.
 
-    __slots__ = ("failed", "pending")
+    The callback takes no lock: no metric, no logging. After a fatal producer error
+    confluent-kafka calls it with that exception still set, so a lock's acquire returns into a
+    pending exception, the `with` never enters, and the lock stays held: the next metric update
+    or log line then waits for ever. _await reports the failures instead.
+    """
+
+    __slots__ = ("failed", "first_error", "pending")
 
     def __init__(self) -> None:
         self.pending = 0
         self.failed = 0
+        self.first_error = ""
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         self.pending -= 1
         if err is not None:
             self.failed += 1
-            metrics.DELIVERY_ERRORS.inc()
-            log.error("delivery to %s failed: %s", msg.topic(), err)
+            if not self.first_error:
+                self.first_error = f"{msg.topic()}: {err}"
 
 
 @dataclass
@@ -238,6 +245,9 @@ class Delivery:
                 if time.monotonic() > deadline and acks.pending:
                     raise DeliveryError(f"{acks.pending} records unacknowledged at shutdown")
         if acks.failed:
+            metrics.DELIVERY_ERRORS.inc(acks.failed)
+            log.error("delivery failed for %d records, the first to %s", acks.failed,
+                      acks.first_error)  # fmt: skip
             raise DeliveryError(f"{acks.failed} of the batch's records were not delivered")
 
     def _commit_transaction(self, offsets: list[TopicPartition]) -> None:
