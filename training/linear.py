@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from model.text import Tokenizer, TokenizerConfig, normalize
+from training.data import Dataset
 
 
 class LinearModel:
@@ -53,6 +54,17 @@ class LinearModel:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return np.asarray(self._fitted.predict_proba(self._features(texts, fit=False)))
+
+
+def fit_weighted(
+    general: Dataset, in_domain: Sequence[Dataset], weight: float = 10.0
+) -> LinearModel:
+    """The linear model on a general set plus in-domain sets whose rows count `weight` times,
+    as the shipped recipes weigh our social posts beside the reviews."""
+    texts = general.texts + [t for ds in in_domain for t in ds.texts]
+    y = general.label_ids() + [i for ds in in_domain for i in ds.label_ids()]
+    weights = [1.0] * len(general) + [weight] * (len(texts) - len(general))
+    return LinearModel().fit(texts, y, weights)
 
 
 def cross_fit(

