@@ -23,6 +23,7 @@ from training.data import Dataset, Splits, load_source, read_file, unlabelled_pe
 from training.embeddings import ppmi_svd_vectors
 from training.features import build_vocab, init_char_vectors, new_classifier
 from training.train import (
+    UNLABELLED,
     TrainConfig,
     TrainResult,
     encode_all,
@@ -102,15 +103,43 @@ def teacher_targets(texts: list[str], y: list[int], cfg: TrainConfig) -> np.ndar
     t0 = time.time()
     probs = cross_fit(list(first), labels, counts, seed=cfg.seed)
     log.info("linear teacher cross-fitted on %d texts in %.1fs", len(first), time.time() - t0)
-    if cfg.teacher_model:
-        from model.predictor import Predictor
+    models = teacher_models(cfg)
+    if models:
+        from training.transfer import model_probabilities
 
-        teacher = Predictor(artifact.load(cfg.teacher_model), runtime="auto")
-        if teacher.labels != tuple(cfg.labels):
-            raise ValueError(f"teacher_model labels {teacher.labels} differ from {cfg.labels}")
-        probs = (probs + teacher.probabilities(teacher.encode(list(first))).numpy()) / 2
-        log.info("%s joined the teacher", cfg.teacher_model)
+        teachers = [model_probabilities(m, list(first), cfg.labels) for m in models]
+        probs = np.mean([probs, *teachers], axis=0)
+        log.info("%s joined the teacher", ", ".join(models))
     return probs[[first[t] for t in texts]]
+
+
+def teacher_models(cfg: TrainConfig) -> list[str]:
+    return [m for m in cfg.teacher_model.split(",") if m]
+
+
+def transfer_rows(
+    splits: Splits, prep: Prepared, cfg: TrainConfig
+) -> tuple[list[list[str]], np.ndarray]:
+    """The transfer set's tokens and the teachers' probabilities for it (training/transfer.py);
+    nothing without `transfer_variants` or `transfer_text`."""
+    from training import transfer
+
+    if not (cfg.transfer_variants or cfg.transfer_text):
+        return [], np.zeros((0, len(cfg.labels)))
+    t0 = time.time()
+    texts = transfer.build(
+        splits.train.texts,
+        cfg.transfer_variants,
+        cfg.transfer_text,
+        splits.validation.texts + splits.test.texts,
+        cfg.seed,
+    )
+    probs = transfer.teacher_probabilities(
+        texts, splits.train.texts, prep.train_y, teacher_models(cfg), cfg.labels
+    )
+    log.info("transfer set: %d texts, labelled by the teachers in %.1fs", len(texts),
+             time.time() - t0)  # fmt: skip
+    return prep_tokens(prep, texts), probs
 
 
 def soft_targets(
@@ -226,7 +255,11 @@ def run(
         tokenizer_config = base.tokenizer.config
     labels = tuple(cfg.labels)
     prep = prepare(splits, labels, Tokenizer(tokenizer_config or TokenizerConfig()))
-    vocab = base.vocab if base is not None else build_vocab(cfg, prep.train_tokens)
+    # Transfer texts are train-time text, so a new vocabulary covers their words too.
+    transfer_tokens, transfer_soft = transfer_rows(splits, prep, cfg)
+    vocab = (
+        base.vocab if base is not None else build_vocab(cfg, prep.train_tokens + transfer_tokens)
+    )
     log.info("vocabulary: %d tokens (min_freq %d)", len(vocab), cfg.min_freq)
     train_tokens = augment_copies(
         splits.train.texts, prep.train_tokens, general_rows, vocab, cfg.augment, cfg.seed
@@ -254,11 +287,17 @@ def run(
         with torch.no_grad():
             model.encoder.embedding.weight.copy_(torch.from_numpy(vectors))
     soft = soft_targets(splits.train.texts, prep.train_y, cfg, general_rows)
+    train_y = prep.train_y
+    if transfer_tokens:
+        assert soft is not None  # TrainConfig: a transfer set needs distill
+        train_ids = train_ids + encode_all(vocab, transfer_tokens, cfg.max_len)
+        train_y = train_y + [UNLABELLED] * len(transfer_tokens)
+        soft = np.concatenate([soft, transfer_soft])
     result = train_classifier(
         cfg,
         vocab,
         train_ids,
-        prep.train_y,
+        train_y,
         val_ids,
         prep.val_y,
         device,

@@ -21,6 +21,9 @@ from training.classification_metrics import classification_report
 from training.config import flat_keywords, flatten
 from training.loop import EpochEnd, LoopConfig, collate, fit, seed_everything
 
+# The label of a transfer row (training/transfer.py): it has only the teachers' soft target.
+UNLABELLED = -1
+
 
 @flat_keywords
 @dataclass
@@ -63,9 +66,10 @@ class TrainConfig:
     # mostly from reviews and is least sure on exactly those posts, so with false they learn
     # from their gold labels alone (training/README.md has the figures).
     distill_extra: bool = True
-    # A classifier artifact (build/senta-base) that teaches beside the linear model: the soft
-    # targets become the two teachers' mean. It never saw these rows, so it needs no
-    # cross-fitting.
+    # Classifier artifacts (build/senta-base; several joined by commas) that teach beside the
+    # linear model: the soft targets become the teachers' mean. Senta never saw these rows, so
+    # it needs no cross-fitting; a teacher fine-tuned on them gives near-gold targets for them,
+    # and teaches mostly through the transfer set.
     teacher_model: str = ""
     # A character model's artifact (build/senta-base) whose vectors start the character table
     # (char_features) for every character both know, instead of random ones.
@@ -73,6 +77,11 @@ class TrainConfig:
     # Each later copy of an in-domain row is a variant with its cue words swapped for others of
     # the same cue, with this probability (training/augment.py); 0 keeps the copies identical.
     augment: float = 0.0
+    # A transfer set (training/transfer.py): this many variants of each train text (0.5: of
+    # every other one), plus the unlabelled texts of these files (comma separated), learnt from
+    # the teachers' probabilities alone, through the distillation term.
+    transfer_variants: float = 0.0
+    transfer_text: str = ""
     seed: int = 13
     labels: tuple[str, ...] = ("negative", "positive")
 
@@ -91,6 +100,10 @@ class TrainConfig:
             raise ValueError("augment must be in [0, 1]")
         if self.teacher_model and not self.distill:
             raise ValueError("teacher_model needs distill > 0")
+        if (self.transfer_variants or self.transfer_text) and not self.distill:
+            raise ValueError("transfer_variants and transfer_text need distill > 0")
+        if self.transfer_variants < 0:
+            raise ValueError("transfer_variants must be >= 0")
         if self.char_init and not self.char_features:
             raise ValueError("char_init needs char_features true")
         if self.distill and self.oversample:
@@ -136,8 +149,9 @@ def class_weight_tensor(y: list[int], n_labels: int, mode: str) -> torch.Tensor 
     """'balanced' weighs each class by n / (k * count), as scikit-learn does."""
     if mode == "none":
         return None
-    counts = np.bincount(y, minlength=n_labels).astype(np.float64)
-    w = len(y) / (n_labels * np.maximum(counts, 1))
+    labelled = [i for i in y if i >= 0]  # not the transfer rows (UNLABELLED)
+    counts = np.bincount(labelled, minlength=n_labels).astype(np.float64)
+    w = len(labelled) / (n_labels * np.maximum(counts, 1))
     return torch.tensor(w, dtype=torch.float32)
 
 
@@ -176,7 +190,7 @@ def train_classifier(
     `schedule` (step -> lr multiplier, e.g. slanted triangular) and `on_epoch_start` (gradual
     unfreezing); without them this is plain AdamW with warm-up and decay. `soft_targets`
     (N, labels), a teacher's probabilities for the train rows, enter the loss with weight
-    `cfg.distill`.
+    `cfg.distill`; rows labelled UNLABELLED (a transfer set) learn from them alone.
     """
     seed_everything(cfg.seed)
     net = model or SentimentClassifier(cfg.classifier_config(len(vocab)))
@@ -196,7 +210,13 @@ def train_classifier(
             ids = ids.masked_fill(drop, UNK_ID)
         target = torch.tensor([train_y[i] for i in batch], device=device)
         logits = net(ids.to(device), lens)
-        loss = loss_fn(logits, target)
+        labelled = target != UNLABELLED
+        if bool(labelled.all()):
+            loss = loss_fn(logits, target)
+        elif bool(labelled.any()):
+            loss = loss_fn(logits[labelled], target[labelled])
+        else:  # transfer rows only: the distillation term below is the whole loss
+            loss = logits.new_zeros(())
         if soft_targets is not None and cfg.distill:
             soft = torch.as_tensor(soft_targets[batch], dtype=torch.float32, device=device)
             soft_loss = -(soft * torch.log_softmax(logits, dim=-1)).sum(-1).mean()
