@@ -23,14 +23,16 @@ NEG = ["很差", "讨厌", "失望", "垃圾", "退货", "难看", "慢"]
 FILL = ["这个", "手机", "物流", "客服", "东西", "包装", "价格", "今天", "我们", "觉得", "真的"]
 
 
-def synthetic_rows(n: int, seed: int) -> list[tuple[str, str]]:
+def synthetic_rows(
+    n: int, seed: int, pos: list[str] = POS, neg: list[str] = NEG, suffix: str = "号"
+) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     rows = []
     for i in range(n):
         label = "positive" if i % 2 else "negative"
-        words = [*rng.sample(FILL, 4), rng.choice(POS if label == "positive" else NEG)]
+        words = [*rng.sample(FILL, 4), rng.choice(pos if label == "positive" else neg)]
         rng.shuffle(words)
-        rows.append(("".join(words) + f"{i}号", label))
+        rows.append(("".join(words) + f"{i}{suffix}", label))
     return rows
 
 

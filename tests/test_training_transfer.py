@@ -1,15 +1,13 @@
 """Distillation on a transfer set (training/transfer.py): texts with no labels, learnt from the
 teachers' probabilities alone."""
 
-import random
-
 import numpy as np
 import pytest
 import torch
 
 from model import artifact
 from model.predictor import Predictor
-from tests.test_training import FILL, synthetic_rows, write_csv
+from tests.test_training import synthetic_rows, write_csv
 from training import transfer
 from training.__main__ import main as train_main
 from training.features import build_vocab
@@ -26,14 +24,7 @@ SMALL = ["--device", "cpu", "--threads", "1", "--no-progress", "--no-report",
 
 
 def b_rows(n: int, seed: int) -> list[tuple[str, str]]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = "positive" if i % 2 else "negative"
-        words = [*rng.sample(FILL, 4), rng.choice(POS_B if label == "positive" else NEG_B)]
-        rng.shuffle(words)
-        rows.append(("".join(words) + f"{i}回", label))
-    return rows
+    return synthetic_rows(n, seed, POS_B, NEG_B, suffix="回")
 
 
 def test_variants_are_new_texts_made_from_the_sources_words_and_fixed_by_the_seed():
