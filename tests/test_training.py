@@ -210,6 +210,10 @@ def test_the_model_card_says_which_rows_learn_from_the_teacher():
     labels_only = _architecture({"distill": 0.5, "distill_extra": False, "hidden_size": 8}, tok)
     assert "teacher" in both and "labels alone" not in both
     assert "the in-domain rows on their labels alone" in labels_only
+    assert "transfer set" not in both
+    transfer = _architecture({"distill": 0.5, "transfer_variants": 3, "hidden_size": 8,
+                              "transfer_text": "posts.txt"}, tok)  # fmt: skip
+    assert "transfer set of 3 variants of each train text and the unlabelled texts of" in transfer
 
 
 def test_init_from_fine_tunes_the_base_and_keeps_its_vocabulary(tiny_model, tmp_path):

@@ -123,7 +123,19 @@ def _distilled(cfg: dict[str, Any]) -> str:
         " (the in-domain rows on their labels alone)" if cfg.get("distill_extra") is False else ""
     )
     weight = cfg["distill"]
-    return f"; trained on the labels and, at weight {weight}, the soft targets of {teacher}{rows}"
+    return (f"; trained on the labels and, at weight {weight}, the soft targets of {teacher}{rows}"
+            f"{_transfer(cfg)}")  # fmt: skip
+
+
+def _transfer(cfg: dict[str, Any]) -> str:
+    parts = []
+    if cfg.get("transfer_variants"):
+        parts.append(f"{cfg['transfer_variants']} variants of each train text")
+    if cfg.get("transfer_text"):
+        parts.append(f"the unlabelled texts of `{cfg['transfer_text']}`")
+    if not parts:
+        return ""
+    return f", and on a transfer set of {' and '.join(parts)}, from those soft targets alone"
 
 
 def _fine_tuned(cfg: dict[str, Any], init_from: dict[str, Any]) -> str:
