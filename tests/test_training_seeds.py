@@ -11,9 +11,11 @@ TINY = ["--embed-dim", "16", "--hidden-size", "8", "--epochs", "2", "--batch-siz
 
 
 def test_each_seed_trains_its_own_model_and_the_best_validation_score_is_chosen(tmp_path):
-    write_csv(tmp_path / "data.csv", synthetic_rows(400, seed=5))
+    # `{seed}` in a flag becomes each run's seed (each seed's own teachers, in `make seeds`).
+    for s in (3, 4):
+        write_csv(tmp_path / f"data-{s}.csv", synthetic_rows(400, seed=5))
     out = tmp_path / "seeds"
-    flags = ["--", "--source", str(tmp_path / "data.csv"), *TINY]
+    flags = ["--", "--source", str(tmp_path / "data-{seed}.csv"), *TINY]
     assert seeds_main(["--seeds", "3,4", "--jobs", "2", "--out", str(out), *flags]) == 0
     result = json.loads((out / "seeds.json").read_text())
     seeds = {int(k): v for k, v in result["seeds"].items()}
@@ -25,6 +27,7 @@ def test_each_seed_trains_its_own_model_and_the_best_validation_score_is_chosen(
     for s, f in seeds.items():
         metrics = json.loads((out / f"seed-{s}" / "metrics.json").read_text())
         assert metrics["train_config"]["seed"] == s
+        assert metrics["source"] == str(tmp_path / f"data-{s}.csv")
         assert f["val"]["macro_f1"] == round(metrics["validation"]["macro_f1"], 4)
         assert f["dev"]["accuracy"] > 0 and f["test"]["accuracy"] > 0
     rows = (out / "seeds.md").read_text().splitlines()

@@ -4,7 +4,8 @@
                   #       --out training/results/seeds -- $(TRAIN_FLAGS)
 
 Trains the recipe given after `--` (`make seeds` passes `make train`'s TRAIN_FLAGS) once per
-seed, each as its own `python -m training ... --seed N --out OUT/seed-N` process, `--jobs` at a
+seed, each as its own `python -m training ... --seed N --out OUT/seed-N` process (`{seed}` in a
+flag becomes N: each seed's own teachers), `--jobs` at a
 time. The seed sets everything a run draws: the weights, the batches, the word vectors' SVD and
 the linear teacher's folds. On 119 social_dev posts one run's accuracy is one draw from a wide
 spread, so a single-seed comparison of two recipes says little; this table says how wide.
@@ -41,6 +42,7 @@ FIGURES = (("val", "accuracy"), ("val", "macro_f1"), ("dev", "accuracy"), ("dev"
 def train(flags: list[str], seed: int, out: Path, log_path: Path | None = None) -> None:
     """`python -m training FLAGS --seed SEED --out OUT` in a process of its own, its output
     in `log_path` (default: seed-SEED.log beside OUT)."""
+    flags = [f.replace("{seed}", str(seed)) for f in flags]
     cmd = [sys.executable, "-m", "training", *flags, "--seed", str(seed), "--out", str(out)]
     with open(log_path or out.parent / f"seed-{seed}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
