@@ -130,7 +130,7 @@ def _distilled(cfg: dict[str, Any]) -> str:
 def _transfer(cfg: dict[str, Any]) -> str:
     parts = []
     if cfg.get("transfer_variants"):
-        parts.append(f"{cfg['transfer_variants']} variants of each train text")
+        parts.append(f"{cfg['transfer_variants']:g} variants of each train text")
     if cfg.get("transfer_text"):
         parts.append(f"the unlabelled texts of `{cfg['transfer_text']}`")
     if not parts:

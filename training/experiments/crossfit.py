@@ -16,6 +16,8 @@ counterpart of training.calibrate's reviews-validation fit, and gives each ECE's
 perfectly calibrated model with the same probabilities shows on that many rows (ECE is biased
 upwards on small sets). --compare scores artifacts that never saw the file on all of its rows.
 
+`{fold}` in a flag becomes the fold's number: a recipe with teachers gives each fold teachers
+that never saw its held-out part either (`--teacher-model runs/crossfit-senta-ft/fold-{fold}`).
 Models go under --models (checkpoints stay out of training/results); crossfit.json and
 crossfit.md go into --out. --reuse scores folds already trained there.
 """
@@ -135,7 +137,8 @@ def _crossfit(inv: Invocation) -> None:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(r for r, fold in zip(rows, folds, strict=True) if fold != k)
-        train_seed(with_extra_train(flags, args.file, str(kept)), args.seed, fold_dir,
+        fold_flags = [f.replace("{fold}", str(k)) for f in flags]
+        train_seed(with_extra_train(fold_flags, args.file, str(kept)), args.seed, fold_dir,
                    log_path=fold_dir.parent / f"fold-{k}.log")  # fmt: skip
 
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
