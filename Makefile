@@ -37,33 +37,18 @@ format: install
 run: install
 	$(BIN)/python -m consumer.demo
 
-# The shipped model (model/default/README.md says why each flag), in three trainings:
-# - a teacher: Baidu's Senta character BiLSTM (make senta), without its peepholes, fine-tuned
-#   (微调) on the reviews plus our social posts x10, the reviews half-distilled from the
-#   cross-fitted linear teacher while the posts learn from their own labels (FT_FLAGS);
-# - a second teacher: the word-level BiLSTM trained from scratch, Senta beside its linear
-#   teacher (STUDENT_FLAGS);
-# - the shipped network: Senta fine-tuned again by FT_FLAGS, its distillation teacher now the
-#   mean of the linear model and both teachers, on the labelled rows and on a transfer set of
-#   three variants of each train text that only the teachers label (training/transfer.py);
-# then a temperature fitted on the reviews validation split alone, so that social_dev stays a
-# report. The two teachers train side by side.
-FT_FLAGS := --threads 1 --no-progress --init-from build/senta-base-nopeep --epochs 4 --lr 1e-3 \
+# The shipped model (model/default/README.md says why each flag): Baidu's Senta character BiLSTM
+# (make senta), without its peepholes, fine-tuned (微调) on the reviews plus our social posts x10,
+# the reviews half-distilled from the cross-fitted linear teacher while the posts learn from
+# their own labels; then a temperature fitted on the reviews validation split alone, so that
+# social_dev stays a report.
+TRAIN_FLAGS := --threads 1 --no-progress --init-from build/senta-base-nopeep --epochs 4 --lr 1e-3 \
 	--distill 0.5 --distill-extra false --extra-weight 10 \
 	--extra-train training/data/social_train.csv,training/data/social_train_2.csv
-STUDENT_FLAGS := --threads 1 --no-progress --char-features true --knowledge true --oov-chars true \
-	--distill 0.5 --distill-extra false --user-dict training/data/user_words.txt \
-	--extra-train training/data/social_train.csv,training/data/social_train_2.csv \
-	--extra-weight 10 --teacher-model build/senta-base
-TRAIN_FLAGS := $(FT_FLAGS) --teacher-model build/teacher-finetuned,build/teacher-student \
-	--transfer-variants 3
-# Chosen among three by the reviews validation split alone, never social_dev or test:
-# training/results/seeds/seeds.md has each seed's figures and their spread.
-SEED := 15
+# Chosen among three by `make seeds` on the reviews validation split alone, never social_dev or
+# test: training/results/seeds/seeds.md has each seed's figures and their spread.
+SEED := 14
 train: senta
-	$(BIN)/python -m training --out build/teacher-finetuned $(FT_FLAGS) --seed $(SEED) & a=$$!; \
-	$(BIN)/python -m training --out build/teacher-student $(STUDENT_FLAGS) --seed $(SEED) & b=$$!; \
-	wait $$a && wait $$b
 	$(BIN)/python -m training --out build/model-uncalibrated $(TRAIN_FLAGS) --seed $(SEED)
 	$(BIN)/python -m training.calibrate --model build/model-uncalibrated --out model/default
 
@@ -77,17 +62,10 @@ WORD_FLAGS := --threads 1 --no-progress --char-features true --knowledge true --
 train-word: install
 	$(BIN)/python -m training --out build/model-word $(WORD_FLAGS) --seed 14
 
-# The recipe's spread over seeds: `make train`'s trainings at seeds 13, 14 and 15, each seed
-# with teachers of its own seed (build/teachers-sN), two trainings at a time.
-SEED_TEACHERS := build/teachers-s{seed}/finetuned,build/teachers-s{seed}/student
+# The recipe's spread over seeds (three runs of `make train`'s first command, two at a time).
 seeds: senta
-	for n in 13 14 15; do test -d build/teachers-s$$n/student || { \
-		$(BIN)/python -m training --out build/teachers-s$$n/finetuned $(FT_FLAGS) --seed $$n & a=$$!; \
-		$(BIN)/python -m training --out build/teachers-s$$n/student $(STUDENT_FLAGS) --seed $$n & b=$$!; \
-		wait $$a && wait $$b; } || exit 1; done
 	$(BIN)/python -m training.experiments.seeds --seeds 13,14,15 --jobs 2 --reuse \
-		--out training/results/seeds -- $(FT_FLAGS) --teacher-model $(SEED_TEACHERS) \
-		--transfer-variants 3
+		--out training/results/seeds -- $(TRAIN_FLAGS)
 
 bench: install
 	$(BIN)/python -m benchmarks.end_to_end --baseline 96dfae2
