@@ -10,6 +10,7 @@ from model.predictor import Predictor
 from tests.test_training import synthetic_rows, write_csv
 from training import transfer
 from training.__main__ import main as train_main
+from training.data import read_text_file
 from training.features import build_vocab
 from training.train import UNLABELLED, TrainConfig, train_classifier
 
@@ -50,7 +51,7 @@ def test_the_transfer_set_holds_no_train_validation_or_test_text(tmp_path):
     out = transfer.build(train, 2, f"{unlabelled},{labelled}", held, seed=1)
     assert out.count("全新的帖子") == 1 and "另一条帖子" in out
     assert not set(out) & (set(train) | set(held))
-    assert transfer.read_texts(str(labelled)) == ["另一条帖子", held[1]]
+    assert read_text_file(labelled) == ["另一条帖子", held[1]]
 
 
 def test_rows_without_a_label_learn_from_the_soft_targets_alone():

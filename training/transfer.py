@@ -11,18 +11,20 @@ Two sources, which may be combined:
   dropped with probability `P_MASK` (a text has no [MASK] token), or else replaced by a word of
   the same part of speech from the train texts with probability `P_POS`; then, with probability
   `P_NGRAM`, only a window of 1-5 words is kept;
-- unlabelled texts from files, such as posts captured from the input topic (training.capture).
+- unlabelled texts from files (training.data.read_text_file: lines, JSONL or a CSV's text
+  column), such as posts captured from the input topic (training.capture).
 """
 
 from __future__ import annotations
 
-import csv
 import random
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from training.data import read_text_file
 
 P_MASK = 0.1
 P_POS = 0.1
@@ -75,18 +77,6 @@ def variants(texts: Sequence[str], per_text: float, seed: int) -> list[str]:
     return out
 
 
-def read_texts(path: str) -> list[str]:
-    """The texts of a CSV with a `text` column (labels, if any, are ignored), or of a plain file,
-    one text per line."""
-    p = Path(path)
-    with p.open(encoding="utf-8", newline="") as f:
-        first = f.readline()
-        f.seek(0)
-        if p.suffix == ".csv" and "text" in next(csv.reader([first]), []):
-            return [row["text"] for row in csv.DictReader(f) if row.get("text", "").strip()]
-        return [line.strip() for line in f if line.strip()]
-
-
 def build(
     train_texts: Sequence[str],
     per_text: float,
@@ -100,7 +90,7 @@ def build(
     distinct = list(dict.fromkeys(train_texts))
     texts = variants(distinct, per_text, seed)
     for path in files.split(",") if files else []:
-        texts += read_texts(path)
+        texts += read_text_file(Path(path))
     excluded = set(distinct) | set(held_out)
     return [t for t in dict.fromkeys(texts) if t not in excluded]
 
